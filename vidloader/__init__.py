@@ -1,0 +1,47 @@
+"""vidloader: exact, planned random access to video frames for PyTorch training.
+
+    import vidloader as vl
+    ds = vl.VideoDataset("data/**/*.mp4")
+    loader = vl.VideoLoader(ds, vl.UniformFrames(seed=0), batch_size=128, size=(224, 224))
+    for batch in loader:       # batch.data: uint8 [B, 3, H, W]; batch.video, batch.index, batch.pts_seconds
+        ...
+    loader.stats()             # images/s, decode amplification, errors skipped
+"""
+
+from ._errors import (
+    DecodeError,
+    EmptyVideoError,
+    FrameIndexError,
+    IndexMismatchError,
+    NoVideoStreamError,
+    VideoError,
+    VideoOpenError,
+)
+from .decoding import Frame, FrameBatch, VideoFile
+from .index import VideoDataset, VideoIndex, VideoMetadata
+from .loader import Batch, LoaderStats, VideoLoader
+from .sampling import FrameSampler, UniformFrames
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "DecodeError",
+    "EmptyVideoError",
+    "Frame",
+    "FrameBatch",
+    "FrameIndexError",
+    "FrameSampler",
+    "IndexMismatchError",
+    "LoaderStats",
+    "NoVideoStreamError",
+    "UniformFrames",
+    "VideoDataset",
+    "VideoError",
+    "VideoFile",
+    "VideoIndex",
+    "VideoLoader",
+    "VideoMetadata",
+    "VideoOpenError",
+    "__version__",
+]

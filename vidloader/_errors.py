@@ -1,0 +1,52 @@
+"""Exceptions raised by vidloader. Every message names the file and the problem."""
+
+from __future__ import annotations
+
+__all__ = [
+    "VideoError",
+    "VideoOpenError",
+    "NoVideoStreamError",
+    "EmptyVideoError",
+    "FrameIndexError",
+    "DecodeError",
+    "IndexMismatchError",
+]
+
+
+class VideoError(Exception):
+    """Base class: something is wrong with one video file.
+
+    ``path`` names the file; the message says what is wrong with it.
+    """
+
+    def __init__(self, path: str, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):  # keep the fields across process boundaries
+        return (type(self), (self.path, self.problem))
+
+
+class VideoOpenError(VideoError):
+    """The file is missing, unreadable, or not a media container FFmpeg understands."""
+
+
+class NoVideoStreamError(VideoError):
+    """The container opened but holds no video stream (or not the one asked for)."""
+
+
+class EmptyVideoError(VideoError):
+    """The video stream holds no decodable frame."""
+
+
+class FrameIndexError(VideoError, IndexError):
+    """A frame index or timestamp outside the video."""
+
+
+class DecodeError(VideoError):
+    """Decoding failed or produced a corrupt (concealed) frame."""
+
+
+class IndexMismatchError(VideoError):
+    """The file no longer matches its index (changed after indexing, or lying timestamps)."""

@@ -1,0 +1,303 @@
+"""PyAV (FFmpeg) decoding of planned jobs: seek to a keyframe, decode forward.
+
+Exactness: a job seeks to its entry keyframe, checks that the first packet it
+gets is that keyframe (retrying further back if the demuxer overshoots), then
+decodes in decode order until every wanted frame has come out. Frames are
+identified by their pts against the index, never by counting after a seek, so
+a frame is either the right one or an error. Packets no wanted frame needs and
+that nothing references are skipped (``skip_frame="NONREF"``): the decoder
+drops them without decoding, which cannot change any other frame.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import av
+import numpy as np
+
+from .._errors import DecodeError, IndexMismatchError, VideoError, VideoOpenError
+from ..index import VideoMetadata, open_container
+from ..planning import DecodeJob
+
+__all__ = ["DecodeCounters", "PyAVReader", "ReaderCache", "frame_to_array", "Interpolation"]
+
+Interpolation = Literal["bilinear", "bicubic", "area", "nearest", "lanczos", "fast_bilinear"]
+# Decoders known to honour a per-packet skip_frame change (checked by the exactness tests).
+# libdav1d (AV1) reads skip_frame only when it opens, so skipping there would drop frames.
+_SKIP_NONREF_CODECS = frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "vp9"})
+
+_INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest", "lanczos", "fast_bilinear")
+
+
+@dataclass
+class DecodeCounters:
+    """Work done by decoders. ``frames_decoded`` counts frames the decoder output;
+    ``frames_skipped`` the non-reference frames it dropped undecoded on request."""
+
+    packets_sent: int = 0
+    frames_skipped: int = 0
+    frames_decoded: int = 0
+    frames_delivered: int = 0
+    seeks: int = 0
+
+    def add(self, other: "DecodeCounters") -> None:
+        self.packets_sent += other.packets_sent
+        self.frames_skipped += other.frames_skipped
+        self.frames_decoded += other.frames_decoded
+        self.frames_delivered += other.frames_delivered
+        self.seeks += other.seeks
+
+
+def check_interpolation(name: str) -> str:
+    if name not in _INTERPOLATIONS:
+        raise ValueError(f"interpolation={name!r} is not one of {', '.join(map(repr, _INTERPOLATIONS))}")
+    return name
+
+
+def frame_to_array(
+    frame: av.VideoFrame,
+    *,
+    size: tuple[int, int] | None,
+    rotation: int,
+    interpolation: str = "bilinear",
+) -> np.ndarray:
+    """RGB24 HWC array of ``frame``, rotated for display, resized in the same swscale pass.
+
+    ``size`` is the (height, width) after rotation. With ``size=None`` the frame
+    keeps its decoded size and the conversion is FFmpeg's plain ``rgb24``.
+    """
+    if size is None:
+        arr = frame.to_ndarray(format="rgb24")
+    else:
+        h, w = size
+        if rotation in (90, 270):
+            h, w = w, h
+        arr = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation=interpolation.upper())
+    if rotation:
+        arr = np.rot90(arr, k=-(rotation // 90))  # clockwise, a view
+    return arr
+
+
+class PyAVReader:
+    """One open file with its decoder; decodes :class:`DecodeJob`s. Not thread-safe."""
+
+    def __init__(self, meta: VideoMetadata, *, skip_nonref: bool = True):
+        self.meta = meta
+        self.skip_nonref = skip_nonref and meta.codec in _SKIP_NONREF_CODECS
+        self._container, self._stream = open_container(meta.path, meta.stream_index)
+        self._cc = self._stream.codec_context
+        self._cc.thread_count = 1  # one job per core is the better use of cores for random access
+        self._pts_to_frame = None
+        self._fresh = True
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _frame_of_pts(self, pts) -> int:
+        pts_table = self.meta.pts
+        if pts is None:
+            return -1
+        i = int(np.searchsorted(pts_table, pts))
+        return i if i < pts_table.shape[0] and pts_table[i] == pts else -1
+
+    def _packets_from_entry(self, entry: int, counters: DecodeCounters):
+        """Demux packets starting exactly at keyframe ``entry`` (-1: the file start)."""
+        meta, s = self.meta, self._stream
+        counters.seeks += 1
+        if entry < 0:
+            self._container.seek(0, stream=s, backward=True)
+            yield from self._container.demux(s)
+            return
+        kf_pts = int(meta.pts[meta.keyframes[entry]])
+        targets = [int(meta.key_dts[e]) for e in range(entry, -1, -1)][:3]
+        for target in targets:
+            self._container.seek(target, stream=s, backward=True, any_frame=False)
+            packets = self._container.demux(s)
+            for packet in packets:
+                if packet.size == 0:
+                    continue
+                if packet.pts == kf_pts:
+                    yield packet
+                    yield from packets
+                    return
+                if packet.dts is not None and packet.dts > meta.key_dts[entry]:
+                    break  # overshot the keyframe: seek further back
+        # Last resort: from the start of the file.
+        self._container.seek(0, stream=s, backward=True)
+        packets = self._container.demux(s)
+        for packet in packets:
+            if packet.pts == kf_pts:
+                yield packet
+                yield from packets
+                return
+        raise IndexMismatchError(meta.path, f"keyframe with pts {kf_pts} not found; the file changed since it was indexed")
+
+    def decode(
+        self,
+        job: DecodeJob,
+        emit: Callable[[int, av.VideoFrame], None],
+        counters: DecodeCounters,
+    ) -> None:
+        """Decode ``job``, calling ``emit(frame_index, frame)`` once per wanted frame.
+
+        Raises :class:`DecodeError` (naming the file and the frames not produced)
+        when decoding fails or a frame comes out corrupt. Frames emitted before
+        the failure are exact.
+        """
+        meta = self.meta
+        wanted = [int(i) for i in job.frames]
+        if self._fresh:
+            self._fresh = False
+        else:
+            self._cc.flush_buffers()
+        try:
+            if meta.seekable:
+                self._decode_by_pts(job, wanted, emit, counters)
+            else:
+                self._decode_by_count(wanted, emit, counters)
+        except VideoError:
+            self._fresh = True
+            self._reopen()
+            raise
+        except av.FFmpegError as e:
+            self._reopen()
+            raise DecodeError(meta.path, f"decoding frames {_fmt(wanted)} failed ({e.strerror or e})") from None
+
+    def _reopen(self) -> None:
+        try:
+            self._container.close()
+        except Exception:
+            pass
+        self._container, self._stream = open_container(self.meta.path, self.meta.stream_index)
+        self._cc = self._stream.codec_context
+        self._cc.thread_count = 1
+        self._fresh = True
+
+    def _decode_by_pts(self, job, wanted, emit, counters) -> None:
+        meta, cc = self.meta, self._cc
+        remaining = {int(meta.pts[i]): i for i in wanted}
+        unsent = set(remaining)
+        skipping = False
+        skipped_pts = []
+        out_pts = set()
+
+        def take(frames):
+            for f in frames:
+                counters.frames_decoded += 1
+                out_pts.add(f.pts)
+                i = remaining.pop(f.pts, None) if f.pts is not None else None
+                if f.is_corrupt:
+                    raise DecodeError(meta.path, f"frame {self._frame_of_pts(f.pts)} is corrupt (decoder concealed errors); frames {_fmt(sorted(remaining.values()) + ([i] if i is not None else []))} not delivered")
+                if i is not None:
+                    emit(i, f)
+                elif self._frame_of_pts(f.pts) < 0:
+                    raise IndexMismatchError(meta.path, f"decoder output a frame with pts {f.pts} that is not in the index; the file changed since it was indexed")
+
+        for packet in self._packets_from_entry(job.entry, counters):
+            if packet.size == 0:
+                continue
+            want = packet.pts in unsent
+            if self.skip_nonref:
+                skip = not want
+                if skip != skipping:
+                    cc.skip_frame = "NONREF" if skip else "DEFAULT"
+                    skipping = skip
+                if skip:
+                    skipped_pts.append(packet.pts)
+            counters.packets_sent += 1
+            take(cc.decode(packet))
+            if want:
+                unsent.discard(packet.pts)
+            if not unsent:
+                # Every wanted packet is in: drain the reorder buffer instead of feeding more.
+                # Draining also counts the frames already decoded but still buffered.
+                take(cc.decode(None))
+                break
+        else:
+            take(cc.decode(None))
+        if skipping:
+            cc.skip_frame = "DEFAULT"
+        counters.frames_skipped += sum(1 for p in skipped_pts if p not in out_pts)
+        if remaining:
+            raise DecodeError(meta.path, f"frames {_fmt(sorted(remaining.values()))} were not produced by the decoder (truncated or corrupt stream)")
+
+    def _decode_by_count(self, wanted, emit, counters) -> None:
+        # Frames are identified by output order from the file start: nothing may be skipped.
+        meta, cc = self.meta, self._cc
+        self._reopen() if not self._fresh else None
+        cc = self._cc
+        want = set(wanted)
+        last = wanted[-1]
+        n = 0
+        def take(frames):
+            nonlocal n
+            for f in frames:
+                counters.frames_decoded += 1
+                if f.is_corrupt:
+                    raise DecodeError(meta.path, f"frame {n} is corrupt (decoder concealed errors)")
+                if n in want:
+                    emit(n, f)
+                n += 1
+        for packet in self._packets_from_entry(-1, counters):
+            if packet.size == 0:
+                continue
+            counters.packets_sent += 1
+            take(cc.decode(packet))
+            if n > last:
+                break
+        else:
+            take(cc.decode(None))
+        self._fresh = False
+        if n <= last:
+            raise DecodeError(meta.path, f"frames {_fmt([i for i in wanted if i >= n])} were not produced by the decoder (stream ended after {n} frames)")
+
+
+def _fmt(frames, limit: int = 8) -> str:
+    frames = list(frames)
+    s = ", ".join(str(f) for f in frames[:limit])
+    return f"[{s}{', ...' if len(frames) > limit else ''}]"
+
+
+class ReaderCache:
+    """Per-thread LRU of open readers, bounded so open files stay far below ``ulimit -n``."""
+
+    def __init__(self, metas, *, max_open: int = 32, skip_nonref: bool = True):
+        self._metas = metas
+        self._max_open = max_open
+        self._skip_nonref = skip_nonref
+        self._local = threading.local()
+        self._all: list = []
+        self._lock = threading.Lock()
+
+    def get(self, video: int) -> PyAVReader:
+        lru = getattr(self._local, "lru", None)
+        if lru is None:
+            lru = self._local.lru = OrderedDict()
+            with self._lock:
+                self._all.append(lru)
+        reader = lru.get(video)
+        if reader is not None:
+            lru.move_to_end(video)
+            return reader
+        reader = PyAVReader(self._metas[video], skip_nonref=self._skip_nonref)
+        lru[video] = reader
+        while len(lru) > self._max_open:
+            _, old = lru.popitem(last=False)
+            old.close()
+        return reader
+
+    def discard(self, video: int) -> None:
+        lru = getattr(self._local, "lru", None)
+        if lru is not None and video in lru:
+            lru.pop(video).close()
+
+    def close(self) -> None:
+        with self._lock:
+            for lru in self._all:
+                while lru:
+                    lru.popitem()[1].close()
+            self._all.clear()

@@ -1,0 +1,173 @@
+"""``VideoFile``: exact frame access to one file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .._errors import FrameIndexError
+from ..index import VideoMetadata, probe_video
+from ..planning import plan_requests
+from ._pyav import DecodeCounters, Interpolation, PyAVReader, check_interpolation, frame_to_array
+
+__all__ = ["Frame", "FrameBatch", "VideoFile"]
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One frame: ``data`` is uint8 [3, H, W] RGB."""
+
+    data: torch.Tensor
+    index: int
+    pts_seconds: float
+    duration_seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class FrameBatch:
+    """Frames in the caller's order: ``data`` is uint8 [N, 3, H, W] RGB; ``indices`` and
+    ``pts_seconds`` are [N] tensors."""
+
+    data: torch.Tensor
+    indices: torch.Tensor
+    pts_seconds: torch.Tensor
+    duration_seconds: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __getitem__(self, i: int) -> Frame:
+        return Frame(self.data[i], int(self.indices[i]), float(self.pts_seconds[i]), float(self.duration_seconds[i]))
+
+
+class VideoFile:
+    """Exact random access to the frames of one video file.
+
+    Frame ``i`` is the ``i``-th frame a full sequential decode outputs (presentation
+    order). With ``size=None`` and no rotation, ``get_frames`` returns exactly the
+    pixels of that decode converted with FFmpeg's ``rgb24``, bit for bit. With a
+    ``size``, colour conversion and resize happen in one swscale pass.
+
+    Cost: each GOP a call touches is decoded once, from its keyframe to the last
+    wanted frame in it; duplicates are decoded once.
+
+    Args:
+        path: the file.
+        stream: video stream index; ``None`` picks FFmpeg's best video stream.
+        rotate: apply the display rotation stored in the file (default True).
+        interpolation: swscale filter used when a ``size`` is given.
+        skip_nonref: skip decoding non-reference frames nobody asked for (exact).
+        metadata: an index entry for the file, to skip indexing it again.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        stream: int | None = None,
+        rotate: bool = True,
+        interpolation: Interpolation = "bilinear",
+        skip_nonref: bool = True,
+        metadata: VideoMetadata | None = None,
+    ):
+        self.metadata = metadata if metadata is not None else probe_video(path, stream)
+        self.rotate = rotate
+        self.interpolation = check_interpolation(interpolation)
+        self.counters = DecodeCounters()
+        self._reader = PyAVReader(self.metadata, skip_nonref=skip_nonref)
+
+    @property
+    def path(self) -> str:
+        return self.metadata.path
+
+    def __len__(self) -> int:
+        return self.metadata.num_frames
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return f"VideoFile({m.path!r}, frames={m.num_frames}, {m.width}x{m.height}, codec={m.codec})"
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_indices(self, indices) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        bad = (idx < -n) | (idx >= n)
+        if bad.any():
+            raise FrameIndexError(self.path, f"frame index {int(idx[bad][0])} out of range for {n} frames (valid: 0..{n - 1} or negative from the end)")
+        return np.where(idx < 0, idx + n, idx)
+
+    def get_frame(self, index: int, *, size: tuple[int, int] | None = None) -> Frame:
+        """The frame at ``index`` (negative counts from the end)."""
+        return self.get_frames([index], size=size)[0]
+
+    def get_frames(self, indices: Sequence[int], *, size: tuple[int, int] | None = None) -> FrameBatch:
+        """Frames at ``indices``, in the caller's order (duplicates allowed, decoded once)."""
+        idx = self._check_indices(indices)
+        meta = self.metadata
+        rotation = meta.rotation if self.rotate else 0
+        if size is None:
+            h, w = (meta.height, meta.width) if rotation in (0, 180) else (meta.width, meta.height)
+        else:
+            h, w = size
+        out = torch.empty((idx.shape[0], 3, h, w), dtype=torch.uint8)
+        if idx.shape[0]:
+            plan = plan_requests(np.zeros_like(idx), idx, [meta])
+            slots: dict[int, list[int]] = {}
+            for r, f in enumerate(idx.tolist()):
+                slots.setdefault(f, []).append(r)
+
+            def emit(i, frame):
+                arr = frame_to_array(frame, size=size, rotation=rotation, interpolation=self.interpolation)
+                t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+                rows = slots[i]
+                out[rows[0]].copy_(t)
+                for r in rows[1:]:
+                    out[r].copy_(out[rows[0]])
+                self.counters.frames_delivered += len(rows)
+
+            for job in plan.jobs:
+                self._reader.decode(job, emit, self.counters)
+        pts = meta.pts_seconds[idx] if idx.shape[0] else np.zeros(0)
+        return FrameBatch(
+            data=out,
+            indices=torch.from_numpy(idx.copy()),
+            pts_seconds=torch.from_numpy(np.asarray(pts, dtype=np.float64)),
+            duration_seconds=torch.from_numpy(_durations(meta)[idx]),
+        )
+
+    def frame_indices_played_at(self, seconds: Sequence[float]) -> np.ndarray:
+        """Index of the frame displayed at each time: the last frame whose pts is <= t."""
+        t = np.asarray(seconds, dtype=np.float64).reshape(-1)
+        meta = self.metadata
+        start, end = meta.start_seconds, float(meta.end_pts * meta.time_base)
+        bad = ~((t >= start) & (t < end))
+        if bad.any():
+            raise FrameIndexError(self.path, f"time {float(t[bad][0])!r} s is outside the video [{start}, {end}) s")
+        # Compare in the stream's time base to avoid float rounding at frame boundaries.
+        tb = float(meta.time_base)
+        ticks = np.floor(t / tb + 1e-6).astype(np.int64)
+        return np.searchsorted(meta.pts, ticks, side="right") - 1
+
+    def get_frames_played_at(self, seconds: Sequence[float], *, size: tuple[int, int] | None = None) -> FrameBatch:
+        """Frames displayed at the given times (seconds on the stream's clock)."""
+        return self.get_frames(self.frame_indices_played_at(seconds), size=size)
+
+    def get_frame_played_at(self, seconds: float, *, size: tuple[int, int] | None = None) -> Frame:
+        return self.get_frames_played_at([seconds], size=size)[0]
+
+
+def _durations(meta: VideoMetadata) -> np.ndarray:
+    pts = meta.pts
+    return np.diff(np.append(pts, meta.end_pts)).astype(np.float64) * float(meta.time_base)

@@ -1,0 +1,135 @@
+"""``VideoDataset``: many files, one global frame numbering."""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+
+from .._errors import VideoError
+from ._probe import VideoMetadata
+from ._store import VideoIndex
+
+__all__ = ["VideoDataset", "expand_paths", "VIDEO_EXTENSIONS"]
+
+VIDEO_EXTENSIONS = (
+    ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+    ".flv", ".wmv", ".3gp", ".ogv", ".hevc", ".h264", ".h265", ".264", ".265", ".ivf", ".y4m",
+)
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """Files named by a path, a directory (searched recursively for video extensions), a glob,
+    or a list of those. Order is kept; a path named twice is two videos."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if any(ch in p for ch in "*?["):
+            matched = sorted(m for m in glob.glob(p, recursive=True) if os.path.isfile(m))
+            if not matched:
+                raise FileNotFoundError(f"no file matches {p!r}")
+            out.extend(matched)
+        elif os.path.isdir(p):
+            found = sorted(
+                os.path.join(root, f)
+                for root, _, files in os.walk(p)
+                for f in files
+                if f.lower().endswith(VIDEO_EXTENSIONS)
+            )
+            if not found:
+                raise FileNotFoundError(f"no video file ({', '.join(VIDEO_EXTENSIONS[:6])}, ...) under {p!r}")
+            out.extend(found)
+        else:
+            out.append(p)  # a missing file is reported by the index, naming it
+    return out
+
+
+class VideoDataset:
+    """A list of videos with a global frame index: frame ``g`` of the dataset is frame
+    ``g - offsets[v]`` of video ``v``.
+
+    Every path is a distinct video (copies of a file are distinct videos). Files are
+    indexed once and cached in SQLite (see :class:`VideoIndex`); pass ``index=None``
+    to keep the index in memory only.
+
+    Args:
+        paths: a file, directory, glob, or a list of those.
+        stream: video stream index for every file; None picks each file's best stream.
+        index: a :class:`VideoIndex`, a path to its SQLite file, ``"default"``, or None.
+        num_workers: processes used to index new files (default: all cores).
+        progress: show a progress bar while indexing.
+        on_error: ``"raise"`` stops at the first bad file; ``"skip"`` leaves it out and
+            records it in :attr:`skipped`.
+    """
+
+    def __init__(
+        self,
+        paths: str | os.PathLike | Sequence[str | os.PathLike],
+        *,
+        stream: int | None = None,
+        index: VideoIndex | str | os.PathLike | None = "default",
+        num_workers: int | None = None,
+        progress: bool = True,
+        on_error: Literal["raise", "skip"] = "raise",
+    ):
+        files = expand_paths(paths)
+        if not files:
+            raise ValueError("VideoDataset needs at least one video path")
+        own = not isinstance(index, VideoIndex)
+        store = index if isinstance(index, VideoIndex) else VideoIndex(None if index == "default" else (index or ":memory:"))
+        try:
+            metas, errors = store.index(files, stream=stream, num_workers=num_workers, progress=progress, on_error=on_error)
+        finally:
+            if own:
+                store.close()
+        self.skipped: list[VideoError] = errors
+        self.videos: list[VideoMetadata] = [m for m in metas if m is not None]
+        if not self.videos:
+            raise ValueError(f"none of the {len(files)} files could be indexed; first error: {errors[0] if errors else 'none'}")
+        counts = np.asarray([m.num_frames for m in self.videos], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    @classmethod
+    def from_metadata(cls, metas: Sequence[VideoMetadata]) -> "VideoDataset":
+        self = cls.__new__(cls)
+        self.skipped = []
+        self.videos = list(metas)
+        counts = np.asarray([m.num_frames for m in self.videos], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        return [m.path for m in self.videos]
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.videos)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.offsets[-1])
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def frame_counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(video, frame) of global frame ids."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_frames):
+            raise IndexError(f"global frame id out of range [0, {self.num_frames})")
+        video = np.searchsorted(self.offsets, ids, side="right") - 1
+        return video, ids - self.offsets[video]
+
+    def global_ids(self, video: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        return self.offsets[np.asarray(video, dtype=np.int64)] + np.asarray(frame, dtype=np.int64)
+
+    def __repr__(self) -> str:
+        return f"VideoDataset(videos={self.num_videos}, frames={self.num_frames}, skipped={len(self.skipped)})"

@@ -1,0 +1,332 @@
+"""Index one video file: the pts of every frame, keyframes, and stream facts.
+
+Frame ``i`` of a file is the ``i``-th frame the decoder outputs, in presentation
+order, from the chosen video stream (FFmpeg's "best" stream by default).
+
+The index is built by demuxing packets without decoding them (fast: no pixel is
+decoded), then decoding the first few frames to check that the packets tell the
+truth. Where they do not (packed B-frames in AVI, missing or duplicate
+timestamps, frames the decoder drops), the whole stream is decoded once and the
+table is taken from what the decoder really outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from .._errors import (
+    DecodeError,
+    EmptyVideoError,
+    NoVideoStreamError,
+    VideoError,
+    VideoOpenError,
+)
+
+__all__ = ["VideoMetadata", "probe_video", "open_container"]
+
+# Frames decoded at index time to check that packet timestamps match decoder output.
+_VERIFY_FRAMES = 6
+
+
+@dataclass(frozen=True, eq=False)
+class VideoMetadata:
+    """What the index knows about one video stream of one file.
+
+    ``pts`` holds the presentation timestamp of every frame, in frame order, as a
+    compact int64 array (in units of ``time_base``). ``keyframes`` holds the frame
+    indices where decoding may start; ``key_dts`` the matching packet dts, used as
+    seek targets. ``width`` and ``height`` are the decoded (coded) size;
+    ``rotation`` is the clockwise rotation, in degrees, that display applies.
+    ``seekable`` is False when frame timestamps cannot identify frames (packed
+    B-frames); such files are always decoded from their start.
+    """
+
+    path: str
+    stream_index: int
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    rotation: int
+    time_base: Fraction
+    pts: np.ndarray = field(repr=False)
+    keyframes: np.ndarray = field(repr=False)
+    key_dts: np.ndarray = field(repr=False)
+    end_pts: int
+    seekable: bool
+    size_bytes: int
+    mtime_ns: int
+    indexed_by: str  # "packets" or "decode"
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pts.shape[0])
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    @property
+    def start_pts(self) -> int:
+        return int(self.pts[0])
+
+    @property
+    def start_seconds(self) -> float:
+        return float(self.pts[0] * self.time_base)
+
+    @property
+    def duration_seconds(self) -> float:
+        return float((self.end_pts - int(self.pts[0])) * self.time_base)
+
+    @property
+    def average_fps(self) -> float:
+        d = self.duration_seconds
+        return self.num_frames / d if d > 0 else float("nan")
+
+    @property
+    def pts_seconds(self) -> np.ndarray:
+        return self.pts.astype(np.float64) * float(self.time_base)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(height, width) as displayed, after rotation."""
+        if self.rotation in (90, 270):
+            return self.width, self.height
+        return self.height, self.width
+
+    def gop_sizes(self) -> np.ndarray:
+        """Number of frames from each keyframe to the next (presentation order)."""
+        return np.diff(np.append(self.keyframes, self.num_frames))
+
+
+def _check_file(path: str) -> os.stat_result:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise VideoOpenError(path, "no such file") from None
+    except PermissionError:
+        raise VideoOpenError(path, "permission denied") from None
+    except OSError as e:
+        raise VideoOpenError(path, f"cannot stat file: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise VideoOpenError(path, "is a directory, not a video file")
+    if st.st_size == 0:
+        raise VideoOpenError(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise VideoOpenError(path, "permission denied")
+    return st
+
+
+def _discard_others(container, s) -> None:
+    """Tell the demuxer to drop other streams' packets early (PyAV >= 15)."""
+    discard_all = getattr(getattr(av.stream, "Discard", None), "all", None)
+    if discard_all is None:
+        return
+    for other in container.streams:
+        if other.index != s.index:
+            try:
+                other.discard = discard_all
+            except (AttributeError, TypeError, ValueError):
+                return
+
+
+def open_container(path: str, stream: int | None = None):
+    """Open ``path`` and pick its video stream; errors name the file and the problem."""
+    _check_file(path)
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except PermissionError:
+        raise VideoOpenError(path, "permission denied") from None
+    except av.FFmpegError as e:
+        raise VideoOpenError(path, f"not a media file FFmpeg can read ({e.strerror or e})") from None
+    try:
+        if stream is None:
+            s = container.streams.best("video")
+            if s is None:
+                kinds = sorted({st.type for st in container.streams}) or ["none"]
+                raise NoVideoStreamError(path, f"no video stream (streams found: {', '.join(kinds)})")
+        else:
+            videos = [st.index for st in container.streams.video]
+            if stream not in videos:
+                raise NoVideoStreamError(path, f"stream {stream} is not a video stream (video streams: {videos})")
+            s = container.streams[stream]
+        _discard_others(container, s)
+    except BaseException:
+        container.close()
+        raise
+    return container, s
+
+
+def _decode_all(path: str, container, s):
+    """Decode the whole stream: (pts list, key flags list, first frame)."""
+    container.seek(0, stream=s) if container.streams else None
+    cc = s.codec_context
+    cc.flush_buffers()
+    pts, keys, first = [], [], None
+    try:
+        for packet in container.demux(s):
+            for f in cc.decode(packet):
+                if f.is_corrupt:
+                    raise DecodeError(path, f"frame {len(pts)} is corrupt (decoder concealed errors)")
+                pts.append(f.pts)
+                keys.append(bool(f.key_frame))
+                first = first or f
+    except av.FFmpegError as e:
+        raise DecodeError(path, f"decoding failed after {len(pts)} frames ({e.strerror or e})") from None
+    return pts, keys, first
+
+
+def _header_end(container, s, pts: np.ndarray, end_pts: int) -> int:
+    """Prefer the header's end time where it is plausible (packet durations are often rounded)."""
+    tb = s.time_base
+    cands = []
+    if s.duration:
+        cands.append((s.start_time or 0) + s.duration)
+    if container.duration and not s.duration:
+        start = container.start_time or 0
+        cands.append(int(Fraction(start + container.duration, 1_000_000) / tb))
+    step = int(np.median(np.diff(pts))) if len(pts) > 1 else 1
+    for end in cands:
+        if int(pts[-1]) < end <= int(pts[-1]) + 2 * step:
+            return int(end)
+    return end_pts
+
+
+def probe_video(path: str | os.PathLike, stream: int | None = None) -> VideoMetadata:
+    """Index one file. Raises a :class:`VideoError` subclass naming the file on failure."""
+    path = os.path.abspath(os.fspath(path))
+    st = _check_file(path)
+    container, s = open_container(path, stream)
+    try:
+        return _probe(path, st, container, s)
+    except VideoError:
+        raise
+    except av.FFmpegError as e:
+        raise VideoOpenError(path, f"cannot read stream ({e.strerror or e})") from None
+    finally:
+        container.close()
+
+
+def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
+    tb = s.time_base
+    if tb is None or tb == 0:
+        raise VideoOpenError(path, "video stream has no time base")
+    # 1. Demux packets only.
+    ppts, pdts, pkey, pend = [], [], [], []
+    try:
+        for packet in container.demux(s):
+            if packet.size == 0:
+                continue  # demuxer flush packet
+            if packet.is_discard:
+                continue  # decoded for reference but never output (edit lists)
+            ppts.append(packet.pts)
+            pdts.append(packet.dts)
+            pkey.append(packet.is_keyframe)
+            if packet.pts is not None:
+                pend.append(packet.pts + (packet.duration or 0))
+    except av.FFmpegError as e:
+        if not ppts:
+            raise VideoOpenError(path, f"cannot demux video stream ({e.strerror or e})") from None
+        # A truncated tail: keep what was read; the verification below still checks the head.
+    if not ppts:
+        raise EmptyVideoError(path, "video stream has no packets (zero frames)")
+
+    packets_ok = None not in ppts and len(set(ppts)) == len(ppts)
+    # Packed B-frames (e.g. MPEG-4 Part 2 in AVI) carry pts == dts in decode order
+    # although the decoder reorders frames: packet timestamps cannot be trusted.
+    if packets_ok and s.codec_context.has_b_frames and all(p == d for p, d in zip(ppts, pdts)):
+        packets_ok = False
+
+    # 2. Decode the first frames: they give the pixel format and rotation, and check the table.
+    container.seek(0, stream=s, backward=True)
+    cc = s.codec_context
+    cc.thread_count = 1
+    head, first = [], None
+    try:
+        for packet in container.demux(s):
+            for f in cc.decode(packet):
+                if f.is_corrupt:
+                    raise DecodeError(path, f"frame {len(head)} is corrupt (decoder concealed errors)")
+                first = first or f
+                head.append(f.pts)
+            if len(head) >= _VERIFY_FRAMES:
+                break
+        else:
+            for f in cc.decode(None):
+                first = first or f
+                head.append(f.pts)
+    except av.FFmpegError as e:
+        if first is None:
+            raise DecodeError(path, f"first frame does not decode ({e.strerror or e})") from None
+    if first is None:
+        raise EmptyVideoError(path, "no frame decodes from the video stream (zero frames)")
+    sorted_pts = sorted(ppts) if packets_ok else []
+    if packets_ok and head != sorted_pts[: len(head)]:
+        packets_ok = False
+
+    if packets_ok:
+        pts = np.asarray(sorted_pts, dtype=np.int64)
+        key_pts = [p for p, k in zip(ppts, pkey) if k]
+        key_dts_map = {p: (d if d is not None else p) for p, d, k in zip(ppts, pdts, pkey) if k}
+        keyframes = np.searchsorted(pts, np.asarray(sorted(key_pts), dtype=np.int64)).astype(np.int64)
+        key_dts = np.asarray([key_dts_map[p] for p in sorted(key_pts)], dtype=np.int64)
+        end_pts = max(pend) if pend else int(pts[-1]) + 1
+        seekable, how = True, "packets"
+        end_pts = _header_end(container, s, pts, end_pts)
+    else:
+        cc.flush_buffers()
+        fpts, fkeys, _ = _decode_all(path, container, s)
+        if not fpts:
+            raise EmptyVideoError(path, "no frame decodes from the video stream (zero frames)")
+        how = "decode"
+        known = None not in fpts
+        seekable = known and all(a < b for a, b in zip(fpts, fpts[1:]))
+        if seekable:
+            pts = np.asarray(fpts, dtype=np.int64)
+            pkt_key = {p: (d if d is not None else p) for p, d, k in zip(ppts, pdts, pkey) if k and p is not None}
+            kf = [i for i, (p, k) in enumerate(zip(fpts, fkeys)) if k and p in pkt_key]
+            if not kf or kf[0] != 0:
+                kf = [0] + [i for i in kf if i != 0]
+                pkt_key.setdefault(fpts[0], fpts[0])
+            keyframes = np.asarray(kf, dtype=np.int64)
+            key_dts = np.asarray([pkt_key.get(fpts[i], fpts[i]) for i in kf], dtype=np.int64)
+        else:
+            # Output order is presentation order; the decoder's labels are shuffled
+            # (packed B-frames) or missing. Presentation times: the sorted labels, or
+            # a constant rate when labels are missing.
+            if known:
+                pts = np.asarray(sorted(fpts), dtype=np.int64)
+            else:
+                rate = s.average_rate or s.guessed_rate or 25
+                step = max(1, round(1 / (Fraction(rate) * tb)))
+                pts = np.arange(len(fpts), dtype=np.int64) * step
+            keyframes = np.zeros(1, dtype=np.int64)
+            key_dts = pts[:1].copy()
+        end_pts = max(max(pend) if pend else 0, int(pts[-1]) + (int(pts[-1] - pts[-2]) if len(pts) > 1 else 1))
+
+    rotation = int(round(-(first.rotation or 0))) % 360
+    if rotation not in (0, 90, 180, 270):
+        rotation = 0  # arbitrary angles are not applied
+    return VideoMetadata(
+        path=path,
+        stream_index=s.index,
+        codec=s.codec_context.name,
+        pix_fmt=first.format.name,
+        width=first.width,
+        height=first.height,
+        rotation=rotation,
+        time_base=Fraction(tb.numerator, tb.denominator),
+        pts=pts,
+        keyframes=keyframes,
+        key_dts=key_dts,
+        end_pts=int(end_pts),
+        seekable=bool(seekable),
+        size_bytes=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        indexed_by=how,
+    )

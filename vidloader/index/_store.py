@@ -1,0 +1,231 @@
+"""Persistent index: SQLite, keyed by (absolute path, stream, size, mtime_ns).
+
+Frame tables are stored as raw int64 blobs and loaded as numpy arrays (one
+buffer per file, never a list of Python objects), so forked processes share
+them copy-on-write. A file whose size or mtime changed is re-indexed; entries
+whose file vanished are reported by :meth:`VideoIndex.vanished`.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sqlite3
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+
+from .._errors import VideoError, VideoOpenError
+from ._probe import VideoMetadata, probe_video
+
+__all__ = ["VideoIndex", "default_index_path"]
+
+_FORMAT = 1  # bump when the table layout or the indexing rules change
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS videos (
+    path TEXT NOT NULL,
+    stream INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    format INTEGER NOT NULL,
+    meta TEXT NOT NULL,
+    pts BLOB NOT NULL,
+    keyframes BLOB NOT NULL,
+    key_dts BLOB NOT NULL,
+    PRIMARY KEY (path, stream)
+)
+"""
+
+
+def default_index_path() -> Path:
+    """``$VIDLOADER_CACHE_DIR/index.sqlite``, else ``~/.cache/vidloader/index.sqlite``."""
+    root = os.environ.get("VIDLOADER_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vidloader"
+    )
+    return Path(root) / "index.sqlite"
+
+
+def _to_row(m: VideoMetadata, stream_key: int):
+    meta = {
+        "stream_index": m.stream_index,
+        "codec": m.codec,
+        "pix_fmt": m.pix_fmt,
+        "width": m.width,
+        "height": m.height,
+        "rotation": m.rotation,
+        "time_base": [m.time_base.numerator, m.time_base.denominator],
+        "end_pts": m.end_pts,
+        "seekable": m.seekable,
+        "indexed_by": m.indexed_by,
+    }
+    return (
+        m.path, stream_key, m.size_bytes, m.mtime_ns, _FORMAT, json.dumps(meta),
+        m.pts.astype("<i8").tobytes(), m.keyframes.astype("<i8").tobytes(), m.key_dts.astype("<i8").tobytes(),
+    )
+
+
+def _from_row(path, size, mtime_ns, meta, pts, keyframes, key_dts) -> VideoMetadata:
+    d = json.loads(meta)
+    return VideoMetadata(
+        path=path,
+        stream_index=d["stream_index"],
+        codec=d["codec"],
+        pix_fmt=d["pix_fmt"],
+        width=d["width"],
+        height=d["height"],
+        rotation=d["rotation"],
+        time_base=Fraction(*d["time_base"]),
+        pts=np.frombuffer(pts, dtype="<i8"),
+        keyframes=np.frombuffer(keyframes, dtype="<i8"),
+        key_dts=np.frombuffer(key_dts, dtype="<i8"),
+        end_pts=d["end_pts"],
+        seekable=d["seekable"],
+        size_bytes=size,
+        mtime_ns=mtime_ns,
+        indexed_by=d["indexed_by"],
+    )
+
+
+def _probe_task(args):
+    path, stream = args
+    try:
+        return path, probe_video(path, stream), None
+    except VideoError as e:
+        return path, None, e
+    except Exception as e:  # an FFmpeg or library failure we did not foresee: keep the file named
+        return path, None, VideoOpenError(path, f"indexing failed ({type(e).__name__}: {e})")
+
+
+class VideoIndex:
+    """The on-disk index of many files.
+
+    ``VideoIndex(path=None)`` opens (or creates) the SQLite file at
+    :func:`default_index_path`. ``":memory:"`` keeps it in memory.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = str(path) if path is not None else str(default_index_path())
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(_SCHEMA)
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def lookup(self, path: str, stream: int | None = None) -> VideoMetadata | None:
+        """The stored entry if it still matches the file's size and mtime, else None."""
+        path = os.path.abspath(path)
+        row = self._db.execute(
+            "SELECT size, mtime_ns, format, meta, pts, keyframes, key_dts FROM videos WHERE path=? AND stream=?",
+            (path, -1 if stream is None else stream),
+        ).fetchone()
+        if row is None:
+            return None
+        size, mtime_ns, fmt, *rest = row
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if fmt != _FORMAT or st.st_size != size or st.st_mtime_ns != mtime_ns:
+            return None
+        return _from_row(path, size, mtime_ns, *rest)
+
+    def store(self, metas: Iterable[VideoMetadata], stream: int | None = None) -> None:
+        key = -1 if stream is None else stream
+        self._db.executemany(
+            "INSERT OR REPLACE INTO videos VALUES (?,?,?,?,?,?,?,?,?)", [_to_row(m, key) for m in metas]
+        )
+        self._db.commit()
+
+    def vanished(self) -> list[str]:
+        """Indexed files that no longer exist."""
+        return [p for (p,) in self._db.execute("SELECT DISTINCT path FROM videos") if not os.path.exists(p)]
+
+    def prune(self) -> list[str]:
+        """Forget the entries of vanished files; returns their paths."""
+        gone = self.vanished()
+        self._db.executemany("DELETE FROM videos WHERE path=?", [(p,) for p in gone])
+        self._db.commit()
+        return gone
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM videos").fetchone()[0]
+
+    def index(
+        self,
+        paths: Sequence[str | os.PathLike],
+        *,
+        stream: int | None = None,
+        num_workers: int | None = None,
+        progress: bool = True,
+        on_error: Literal["raise", "skip"] = "raise",
+    ) -> tuple[list[VideoMetadata | None], list[VideoError]]:
+        """Index ``paths`` (reusing up-to-date entries), in parallel with a progress bar.
+
+        Returns the metadata per path (None where it failed under ``on_error="skip"``)
+        and the errors. With ``on_error="raise"`` the first failure is raised after
+        the successful entries are stored.
+        """
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error={on_error!r} is not one of 'raise', 'skip'")
+        abspaths = [os.path.abspath(os.fspath(p)) for p in paths]
+        result: dict[str, VideoMetadata | None] = {}
+        todo = []
+        for p in dict.fromkeys(abspaths):
+            m = self.lookup(p, stream)
+            if m is None:
+                todo.append(p)
+            else:
+                result[p] = m
+        errors: dict[str, VideoError] = {}
+        if todo:
+            fresh: list[VideoMetadata] = []
+            workers = min(len(todo), num_workers or os.cpu_count() or 1)
+            bar = _progress(len(todo), progress, "indexing")
+            try:
+                if workers <= 1 or len(todo) < 4:
+                    outcomes = (_probe_task((p, stream)) for p in todo)
+                    for out in outcomes:
+                        self._collect(out, result, errors, fresh, bar)
+                else:
+                    # fork: no __main__ re-import (scripts without a main guard work); the children only demux.
+                    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+                    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                        futures = [pool.submit(_probe_task, (p, stream)) for p in todo]
+                        for fut in as_completed(futures):
+                            self._collect(fut.result(), result, errors, fresh, bar)
+                            if len(fresh) >= 256:
+                                self.store(fresh, stream)
+                                fresh.clear()
+            finally:
+                bar.close()
+                self.store(fresh, stream)
+        errs = [errors[p] for p in dict.fromkeys(abspaths) if p in errors]
+        if errs and on_error == "raise":
+            raise errs[0]
+        return [result.get(p) for p in abspaths], errs
+
+    @staticmethod
+    def _collect(out, result, errors, fresh, bar) -> None:
+        path, meta, err = out
+        result[path] = meta
+        if err is not None:
+            errors[path] = err
+        else:
+            fresh.append(meta)
+        bar.update(1)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="file", disable=not enabled or total < 2, leave=False)
