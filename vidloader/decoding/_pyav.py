@@ -82,17 +82,32 @@ def frame_to_array(
     return arr
 
 
+# Codecs whose decoder is fully described by (name, extradata): one decoder per
+# thread can serve every file with the same parameters.
+_SHAREABLE_CODECS = frozenset({"h264", "hevc"})
+
+
 class PyAVReader:
-    """One open file with its decoder; decodes :class:`DecodeJob`s. Not thread-safe."""
+    """One open file; decodes :class:`DecodeJob`s with its own decoder or a shared one.
+    Not thread-safe: one thread uses a reader at a time."""
 
     def __init__(self, meta: VideoMetadata, *, skip_nonref: bool = True):
         self.meta = meta
         self.skip_nonref = skip_nonref and meta.codec in _SKIP_NONREF_CODECS
         self._container, self._stream = open_container(meta.path, meta.stream_index)
-        self._cc = self._stream.codec_context
-        self._cc.thread_count = 1  # one job per core is the better use of cores for random access
-        self._pts_to_frame = None
-        self._fresh = True
+        self._stream.codec_context.thread_count = 1  # one job per core beats frame threads for random access
+        cc = self._stream.codec_context
+        extradata = cc.extradata
+        # Key of a decoder that can stand in for this file's own (None: use its own).
+        self.decoder_key = (cc.name, bytes(extradata)) if cc.name in _SHAREABLE_CODECS and extradata else None
+
+    def new_decoder(self):
+        """A standalone decoder equivalent to this file's (for ``decoder_key`` sharing)."""
+        own = self._stream.codec_context
+        cc = av.CodecContext.create(own.name, "r")
+        cc.extradata = own.extradata
+        cc.thread_count = 1
+        return cc
 
     def close(self) -> None:
         self._container.close()
@@ -141,44 +156,32 @@ class PyAVReader:
         job: DecodeJob,
         emit: Callable[[int, av.VideoFrame], None],
         counters: DecodeCounters,
+        *,
+        decoder=None,
     ) -> None:
         """Decode ``job``, calling ``emit(frame_index, frame)`` once per wanted frame.
 
-        Raises :class:`DecodeError` (naming the file and the frames not produced)
-        when decoding fails or a frame comes out corrupt. Frames emitted before
-        the failure are exact.
+        ``decoder`` is a shared decoder from :meth:`new_decoder` (of any file with the
+        same ``decoder_key``); by default the file's own is used. Raises
+        :class:`DecodeError` (naming the file and the frames not produced) when
+        decoding fails or a frame comes out corrupt; frames emitted before the
+        failure are exact. After an error, discard the reader and the decoder.
         """
         meta = self.meta
         wanted = [int(i) for i in job.frames]
-        if self._fresh:
-            self._fresh = False
-        else:
-            self._cc.flush_buffers()
         try:
             if meta.seekable:
-                self._decode_by_pts(job, wanted, emit, counters)
+                cc = decoder if decoder is not None else self._stream.codec_context
+                if cc.is_open:
+                    cc.flush_buffers()
+                self._decode_by_pts(job, cc, wanted, emit, counters)
             else:
                 self._decode_by_count(wanted, emit, counters)
-        except VideoError:
-            self._fresh = True
-            self._reopen()
-            raise
         except av.FFmpegError as e:
-            self._reopen()
             raise DecodeError(meta.path, f"decoding frames {_fmt(wanted)} failed ({e.strerror or e})") from None
 
-    def _reopen(self) -> None:
-        try:
-            self._container.close()
-        except Exception:
-            pass
-        self._container, self._stream = open_container(self.meta.path, self.meta.stream_index)
-        self._cc = self._stream.codec_context
-        self._cc.thread_count = 1
-        self._fresh = True
-
-    def _decode_by_pts(self, job, wanted, emit, counters) -> None:
-        meta, cc = self.meta, self._cc
+    def _decode_by_pts(self, job, cc, wanted, emit, counters) -> None:
+        meta = self.meta
         remaining = {int(meta.pts[i]): i for i in wanted}
         unsent = set(remaining)
         skipping = False
@@ -226,10 +229,13 @@ class PyAVReader:
             raise DecodeError(meta.path, f"frames {_fmt(sorted(remaining.values()))} were not produced by the decoder (truncated or corrupt stream)")
 
     def _decode_by_count(self, wanted, emit, counters) -> None:
-        # Frames are identified by output order from the file start: nothing may be skipped.
-        meta, cc = self.meta, self._cc
-        self._reopen() if not self._fresh else None
-        cc = self._cc
+        # Frames are identified by output order from the file start: nothing may be
+        # skipped, and the decoder starts fresh (a reopened file).
+        meta = self.meta
+        self._container.close()
+        self._container, self._stream = open_container(meta.path, meta.stream_index)
+        cc = self._stream.codec_context
+        cc.thread_count = 1
         want = set(wanted)
         last = wanted[-1]
         n = 0
@@ -251,7 +257,6 @@ class PyAVReader:
                 break
         else:
             take(cc.decode(None))
-        self._fresh = False
         if n <= last:
             raise DecodeError(meta.path, f"frames {_fmt([i for i in wanted if i >= n])} were not produced by the decoder (stream ended after {n} frames)")
 
@@ -263,41 +268,77 @@ def _fmt(frames, limit: int = 8) -> str:
 
 
 class ReaderCache:
-    """Per-thread LRU of open readers, bounded so open files stay far below ``ulimit -n``."""
+    """Open files shared by the decoding threads, and per-thread decoders.
 
-    def __init__(self, metas, *, max_open: int = 32, skip_nonref: bool = True):
+    A reader (an open file) is checked out by one thread at a time; idle readers
+    stay open in an LRU of at most ``max_open`` files (about 1 MB each), far below
+    ``ulimit -n``. Opening a file costs tens of milliseconds at 1080p (FFmpeg probes
+    it by decoding), so keeping files open matters. Decoders hold the frame
+    buffers (about 20 MB at 1080p): each thread keeps a few, shared across files
+    with identical codec parameters (H.264/HEVC with the same extradata).
+    """
+
+    def __init__(self, metas, *, max_open: int = 256, skip_nonref: bool = True, max_decoders: int = 4):
         self._metas = metas
-        self._max_open = max_open
+        self._max_open = max(1, max_open)
+        self._max_decoders = max(1, max_decoders)
         self._skip_nonref = skip_nonref
-        self._local = threading.local()
-        self._all: list = []
+        self._idle: OrderedDict[tuple[int, int], PyAVReader] = OrderedDict()  # (video, serial) -> reader
+        self._serial = 0
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._closed = False
 
-    def get(self, video: int) -> PyAVReader:
-        lru = getattr(self._local, "lru", None)
-        if lru is None:
-            lru = self._local.lru = OrderedDict()
-            with self._lock:
-                self._all.append(lru)
-        reader = lru.get(video)
-        if reader is not None:
-            lru.move_to_end(video)
-            return reader
-        reader = PyAVReader(self._metas[video], skip_nonref=self._skip_nonref)
-        lru[video] = reader
-        while len(lru) > self._max_open:
-            _, old = lru.popitem(last=False)
-            old.close()
-        return reader
+    def _checkout(self, video: int) -> PyAVReader:
+        with self._lock:
+            for key in reversed(self._idle):
+                if key[0] == video:
+                    return self._idle.pop(key)
+        return PyAVReader(self._metas[video], skip_nonref=self._skip_nonref)
 
-    def discard(self, video: int) -> None:
-        lru = getattr(self._local, "lru", None)
-        if lru is not None and video in lru:
-            lru.pop(video).close()
+    def _checkin(self, video: int, reader: PyAVReader) -> None:
+        evicted = []
+        with self._lock:
+            if self._closed:
+                evicted.append(reader)
+            else:
+                self._serial += 1
+                self._idle[(video, self._serial)] = reader
+                while len(self._idle) > self._max_open:
+                    evicted.append(self._idle.popitem(last=False)[1])
+        for r in evicted:
+            r.close()
+
+    def _decoder(self, reader: PyAVReader):
+        if reader.decoder_key is None:
+            return None
+        decoders = getattr(self._local, "decoders", None)
+        if decoders is None:
+            decoders = self._local.decoders = OrderedDict()
+        cc = decoders.pop(reader.decoder_key, None)
+        if cc is None:
+            cc = reader.new_decoder()
+        decoders[reader.decoder_key] = cc
+        while len(decoders) > self._max_decoders:
+            decoders.popitem(last=False)
+        return cc
+
+    def decode(self, job: DecodeJob, emit, counters: DecodeCounters) -> None:
+        """Decode ``job`` with a reader of its file; errors close the reader and decoder."""
+        reader = self._checkout(job.video)
+        try:
+            reader.decode(job, emit, counters, decoder=self._decoder(reader))
+        except BaseException:
+            reader.close()
+            decoders = getattr(self._local, "decoders", None)
+            if decoders is not None and reader.decoder_key is not None:
+                decoders.pop(reader.decoder_key, None)
+            raise
+        self._checkin(job.video, reader)
 
     def close(self) -> None:
         with self._lock:
-            for lru in self._all:
-                while lru:
-                    lru.popitem()[1].close()
-            self._all.clear()
+            self._closed = True
+            idle, self._idle = list(self._idle.values()), OrderedDict()
+        for r in idle:
+            r.close()

@@ -78,6 +78,7 @@ class VideoFile:
         self.rotate = rotate
         self.interpolation = check_interpolation(interpolation)
         self.counters = DecodeCounters()
+        self._skip_nonref = skip_nonref
         self._reader = PyAVReader(self.metadata, skip_nonref=skip_nonref)
 
     @property
@@ -138,7 +139,13 @@ class VideoFile:
                 self.counters.frames_delivered += len(rows)
 
             for job in plan.jobs:
-                self._reader.decode(job, emit, self.counters)
+                try:
+                    self._reader.decode(job, emit, self.counters)
+                except BaseException:
+                    # The decoder state is unknown after a failure: start afresh next call.
+                    self._reader.close()
+                    self._reader = PyAVReader(meta, skip_nonref=self._skip_nonref)
+                    raise
         pts = meta.pts_seconds[idx] if idx.shape[0] else np.zeros(0)
         return FrameBatch(
             data=out,

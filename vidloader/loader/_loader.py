@@ -135,13 +135,18 @@ class VideoLoader:
             in the iterating thread.
         device: where batches are delivered (decoding is on the CPU).
         pin_memory: allocate batches in pinned memory (CUDA targets).
-        prefetch: batches decoded ahead of the one being consumed.
+        prefetch: batches decoded ahead of the one being consumed (at least).
+        plan_batches: batches planned together: a GOP that requests of several
+            batches in this window hit is decoded once for all of them. Delivered
+            batches are the same for any value; larger windows decode less and hold
+            more frames (``(prefetch + 2 * plan_batches) * batch_size`` frames at
+            the output size, at most).
         on_error: ``"raise"`` raises the :class:`VideoError` of the first bad item;
             ``"skip"`` drops it, fills the batch with the next request of the
             sampler's order instead, and counts it in :meth:`stats`.
         skip_nonref: skip decoding non-reference frames nobody asked for (exact).
         rotate: apply display rotation.
-        max_open_files: open files kept per decoding thread.
+        max_open_files: open files kept across decoding threads (about 1 MB each).
     """
 
     def __init__(
@@ -156,12 +161,13 @@ class VideoLoader:
         device: str | torch.device = "cpu",
         pin_memory: bool = False,
         prefetch: int = 2,
+        plan_batches: int = 2,
         on_error: OnError = "raise",
         drop_last: bool = False,
         interpolation: Interpolation = "bilinear",
         skip_nonref: bool = True,
         rotate: bool = True,
-        max_open_files: int = 32,
+        max_open_files: int = 256,
     ):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error={on_error!r} is not one of 'raise', 'skip'")
@@ -182,6 +188,10 @@ class VideoLoader:
             raise ValueError("device='cuda' but torch.cuda.is_available() is False")
         self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
         self.prefetch = int(prefetch)
+        if plan_batches < 1:
+            raise ValueError(f"plan_batches must be >= 1, got {plan_batches}")
+        self.plan_batches = int(plan_batches)
+        self._windows_in_flight = 1 + -(-self.prefetch // self.plan_batches)
         self.on_error = on_error
         self.drop_last = drop_last
         self.interpolation = check_interpolation(interpolation)
@@ -230,10 +240,11 @@ class VideoLoader:
             pass
 
     def __iter__(self) -> Iterator[Batch]:
-        # Requests are decoded in chunks of batch_size ("windows"), up to `prefetch`
-        # chunks ahead. Batches are cut from the stream of successfully decoded items,
-        # in the sampler's order: a skipped item is replaced by the next request of
-        # the order, and only the epoch's last batch can be short.
+        # Requests are planned and decoded in windows of plan_batches * batch_size
+        # (each GOP once per window), with windows decoded ahead to cover `prefetch`
+        # batches. Batches are cut from the stream of successfully decoded items, in
+        # the sampler's order: a skipped item is replaced by the next request of the
+        # order, and only the epoch's last batch can be short.
         ids = _IdStream(self.sampler.blocks(self.dataset))
         inflight: deque[_Pending] = deque()
         ready: deque[tuple[_Pending, np.ndarray]] = deque()  # (chunk, its good rows not yet used)
@@ -241,7 +252,7 @@ class VideoLoader:
         batch_no = 0
         t_start = time.perf_counter()
         try:
-            while len(inflight) < self.prefetch + 1 and self._submit_next(ids, inflight):
+            while len(inflight) < self._windows_in_flight and self._submit_next(ids, inflight):
                 pass
             while inflight or n_ready:
                 while n_ready < self.batch_size and inflight:
@@ -293,7 +304,7 @@ class VideoLoader:
         return self._pool
 
     def _submit_next(self, ids: _IdStream, inflight: deque) -> bool:
-        g = ids.take(self.batch_size)
+        g = ids.take(self.batch_size * self.plan_batches)
         if g.shape[0] == 0:
             return False
         inflight.append(self._start(g))
@@ -341,11 +352,9 @@ class VideoLoader:
 
         err = None
         try:
-            reader = self._readers.get(job.video)
-            reader.decode(job, emit, counters)
+            self._readers.decode(job, emit, counters)
         except VideoError as e:
             err = e
-            self._readers.discard(job.video)
         failed = [r for i, rows in slots.items() if i not in done for r in rows]
         if err is None and failed:  # defensive: never deliver an unfilled row
             err = DecodeError(meta.path, f"frames {sorted(i for i in slots if i not in done)} were not produced")
@@ -382,9 +391,10 @@ class VideoLoader:
         return np.flatnonzero(~pending.failed)
 
     def _make_batch(self, parts: list[tuple[_Pending, np.ndarray]], batch_no: int) -> Batch:
-        if len(parts) == 1 and parts[0][1].shape[0] == parts[0][0].out.shape[0]:
-            chunk = parts[0][0]
-            out, videos, frames = chunk.out, chunk.videos, chunk.frames  # the common case: no copy
+        rows = parts[0][1]
+        if len(parts) == 1 and rows[-1] - rows[0] + 1 == rows.shape[0]:
+            chunk, a, b = parts[0][0], int(rows[0]), int(rows[-1]) + 1
+            out, videos, frames = chunk.out[a:b], chunk.videos[a:b], chunk.frames[a:b]  # the common case: a view
         else:
             out = torch.cat([c.out[torch.from_numpy(rows)] for c, rows in parts])
             videos = np.concatenate([c.videos[rows] for c, rows in parts])

@@ -1,0 +1,64 @@
+"""The bench end to end on tiny generated data (speed is not asserted: it belongs in the bench)."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from vidloader.bench import BenchConfig, run_bench
+from vidloader.bench._data import ClipSpec, generate_clip
+from vidloader.bench._modes import classic_amplification
+from vidloader.index import VideoDataset
+
+
+@pytest.fixture(scope="module")
+def tiny_clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench_clips")
+    spec = ClipSpec(seconds=2.0, width=192, height=108, bitrate=400_000, preset="ultrafast")
+    return [generate_clip(root / f"c{k}.mov", ClipSpec(**{**spec.__dict__, "seed": k})) for k in range(2)]
+
+
+def test_sample_clip_is_phone_like(tiny_clips):
+    with av.open(tiny_clips[0]) as c:
+        s = c.streams.video[0]
+        packets = [p for p in c.demux(s) if p.size]
+        assert s.codec_context.name == "h264"
+        assert (s.width, s.height) == (192, 108)
+    keys = [i for i, p in enumerate(packets) if p.is_keyframe]
+    assert len(packets) == 60
+    assert keys == [0, 30]  # GOP 30, no scene cuts
+    assert any(p.pts != p.dts for p in packets)  # B-frames reorder
+
+
+def test_classic_amplification_is_half_gop(tiny_clips):
+    ds = VideoDataset(tiny_clips, index=None, progress=False)
+    # Frames 0..29 of each GOP cost 1..30 decodes: mean 15.5.
+    assert classic_amplification(ds) == pytest.approx(15.5)
+
+
+def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
+    out = tmp_path / "r.json"
+    cfg = BenchConfig(batch_size=8, workers=2, warmup_rounds=1, timed_rounds=1)
+    res = run_bench(data=tiny_clips, json_path=out, config=cfg, ceiling_seconds=0.5)
+    saved = json.loads(out.read_text())
+    assert saved["workloads"].keys() == res["workloads"].keys() == {"custom"}
+    wl = saved["workloads"]["custom"]
+    assert wl["files"] == 2 and wl["frames"] == 120
+    assert wl["ceiling"]["frames_per_second"] > 0 and len(wl["ceiling"]["ways"]) == 3
+    assert set(wl["modes"]) == {"classic", "exact"}
+    for name, m in wl["modes"].items():
+        assert m["images"] == 16, name  # one round of two timed batches of 8
+        assert m["images_per_second"] > 0
+        assert m["ratio_to_ceiling"] == pytest.approx(m["images_per_second"] / wl["ceiling"]["frames_per_second"])
+    exact = wl["modes"]["exact"]
+    assert exact["amplification_measured"] and exact["decode_amplification"] >= 1.0
+    assert exact["extra"]["frames_delivered"] >= 32  # warm-up and timed batches
+    assert exact["ratio_to_classic"] == pytest.approx(exact["images_per_second"] / wl["modes"]["classic"]["images_per_second"])
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    assert saved["machine"]["cores"] >= 1 and saved["machine"]["versions"]["av"] == av.__version__
+
+
+def test_unknown_mode_lists_the_known_ones(tiny_clips, tmp_path):
+    with pytest.raises(ValueError, match="available: .*classic"):
+        run_bench(data=tiny_clips, modes=["nope"], json_path=None, config=BenchConfig(batch_size=4))

@@ -1,0 +1,172 @@
+"""Bench modes: each is a way of loading the same workload, timed the same way.
+
+A mode is a function ``(workload, config) -> ModeResult`` registered under a
+name. Timing (see :func:`steady_state`): skip one batch per worker, then time
+whole rounds of batches within the first epoch, so no cache carries frames
+across epochs and batches that arrive in pairs are not over-counted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..index import VideoDataset
+
+__all__ = ["BenchConfig", "Mode", "ModeResult", "Workload", "MODES", "register_mode", "steady_state"]
+
+
+@dataclass
+class BenchConfig:
+    batch_size: int = 128
+    size: int = 224
+    workers: int = 2
+    warmup_rounds: int = 1
+    timed_rounds: int = 2
+    seed: int = 0
+    full: bool = False
+
+
+@dataclass
+class Workload:
+    name: str
+    paths: list[str]
+    dataset: VideoDataset
+    ceiling_fps: float = float("nan")
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    workload: str
+    images_per_second: float
+    images: int
+    seconds: float
+    decode_amplification: float
+    amplification_measured: bool
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    label: str
+    run: Callable[[Workload, BenchConfig], ModeResult]
+    full_only: bool = False
+
+
+MODES: dict[str, Mode] = {}
+
+
+def register_mode(name: str, label: str, *, full_only: bool = False):
+    def deco(fn):
+        MODES[name] = Mode(name, label, fn, full_only)
+        return fn
+
+    return deco
+
+
+def steady_state(batches: Iterable, *, warmup: int, timed: int, size_of=len) -> tuple[int, float]:
+    """Skip ``warmup`` batches, then time the next ``timed`` ones: (images, seconds)."""
+    it = iter(batches)
+    for _ in range(warmup):
+        next(it)
+    t0 = time.perf_counter()
+    images = 0
+    for _ in range(timed):
+        b = next(it, None)
+        if b is None:
+            break
+        images += size_of(b)
+    return images, time.perf_counter() - t0
+
+
+def classic_amplification(dataset: VideoDataset) -> float:
+    """Expected frames decoded per frame by seek-then-decode-forward (every frame from the
+    keyframe to the target; no skipping), averaged over all frames."""
+    total = 0
+    for m in dataset.videos:
+        kf = m.keyframes[np.searchsorted(m.keyframes, np.arange(m.num_frames), side="right") - 1]
+        total += int((np.arange(m.num_frames) - kf + 1).sum())
+    return total / dataset.num_frames
+
+
+class _Chunked:
+    """Apply a per-sample batched transform to slices of ``chunk`` samples: on the CPU,
+    small slices stay in cache and run several times faster than one big batch."""
+
+    def __init__(self, transform, chunk: int = 16):
+        self.transform, self.chunk = transform, chunk
+
+    def __call__(self, data: torch.Tensor, *, generator=None) -> torch.Tensor:
+        parts = [self.transform(data[i : i + self.chunk], generator=generator) for i in range(0, data.shape[0], self.chunk)]
+        return torch.cat(parts)
+
+
+def classic_like_transform(size: int):
+    """vidloader's batched equivalent of the classic loader's augmentations."""
+    from ..transforms import ColorJitter, Compose, RandomResizedCrop, ToFloat
+
+    return _Chunked(Compose([RandomResizedCrop(size, scale=(0.9, 1.0)), ToFloat(), ColorJitter(0.5, 0.5, 0.5, 0.5)]))
+
+
+@register_mode("classic", "(a) classic loader: seek + decode to pts + PIL + transforms, DataLoader")
+def _classic(w: Workload, cfg: BenchConfig) -> ModeResult:
+    from ._classic import make_classic_loader
+
+    loader = make_classic_loader(w.paths, batch_size=cfg.batch_size, num_workers=cfg.workers, seed=cfg.seed)
+    images, seconds = steady_state(
+        loader, warmup=cfg.workers * cfg.warmup_rounds, timed=cfg.workers * cfg.timed_rounds, size_of=lambda b: b.shape[0]
+    )
+    del loader
+    return ModeResult("classic", w.name, images / seconds, images, seconds, classic_amplification(w.dataset), False)
+
+
+def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, **loader_kwargs) -> ModeResult:
+    from ..loader import VideoLoader
+    from ..sampling import UniformFrames
+
+    m = w.dataset.videos[0]
+    short = cfg.size * 256 // 224
+    h, wd = m.display_size
+    size = (short, max(short, round(short * wd / h))) if wd >= h else (max(short, round(short * h / wd)), short)
+    with VideoLoader(
+        w.dataset,
+        UniformFrames(seed=cfg.seed),
+        batch_size=cfg.batch_size,
+        size=size,
+        transform=classic_like_transform(cfg.size),
+        num_workers=cfg.workers,
+        **loader_kwargs,
+    ) as loader:
+        # Batches come a planning window at a time (as a DataLoader's come one per
+        # worker): skip at least one window, then time whole windows.
+        win = loader.plan_batches
+        warmup = -(-cfg.workers * cfg.warmup_rounds // win) * win
+        timed = -(-cfg.workers * cfg.timed_rounds // win) * win
+        images, seconds = steady_state(loader, warmup=warmup, timed=timed)
+        st = loader.stats()
+    return ModeResult(
+        name, w.name, images / seconds, images, seconds, st.decode_amplification, True,
+        extra={
+            "frames_decoded": st.frames_decoded,
+            "frames_delivered": st.frames_delivered,
+            "frames_skipped_nonref": st.frames_skipped,
+            "packets_sent": st.packets_sent,
+            "decode_size": list(size),
+        },
+    )
+
+
+@register_mode("exact", "(b) vidloader exact uniform, same augmentations")
+def _exact(w: Workload, cfg: BenchConfig) -> ModeResult:
+    return _vidloader_mode("exact", w, cfg)
+
+
+@register_mode("exact-noskip", "(b') exact uniform without non-reference skipping", full_only=True)
+def _exact_noskip(w: Workload, cfg: BenchConfig) -> ModeResult:
+    return _vidloader_mode("exact-noskip", w, cfg, skip_nonref=False)

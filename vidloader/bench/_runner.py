@@ -1,0 +1,144 @@
+"""``vidloader bench``: every mode on the same workloads, in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..index import VideoDataset
+from ._ceiling import measure_ceiling
+from ._data import prepare_bench_data
+from ._machine import describe_machine
+from ._modes import MODES, BenchConfig, ModeResult, Workload
+
+__all__ = ["run_bench"]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+def run_bench(
+    *,
+    data: list[str] | None = None,
+    full: bool = False,
+    modes: list[str] | None = None,
+    workloads: list[str] | None = None,
+    json_path: str | os.PathLike | None = "bench-results.json",
+    plot_path: str | os.PathLike | None = None,
+    config: BenchConfig | None = None,
+    ceiling_seconds: float = 6.0,
+) -> dict:
+    """Run the bench; returns the results dict (also written to ``json_path``)."""
+    console = _console()
+    cfg = config or BenchConfig(full=full)
+    if full:
+        cfg.timed_rounds = max(cfg.timed_rounds, 4)
+    machine = describe_machine()
+    console.print(
+        f"[bold]machine[/bold]: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM, "
+        f"GPU: {machine['gpu'] or 'none'}; torch {machine['versions']['torch']}, PyAV {machine['versions']['av']}"
+    )
+    names = modes or [n for n, m in MODES.items() if full or not m.full_only]
+    unknown = [n for n in names if n not in MODES]
+    if unknown:
+        raise ValueError(f"unknown mode(s) {unknown}; available: {', '.join(MODES)}")
+
+    t_start = time.perf_counter()
+    if data:
+        wl_paths = {"custom": data}
+    else:
+        bd = prepare_bench_data(log=console.print)
+        wl_paths = {"one video": bd.one_video, "200 videos": bd.many_videos}
+    if workloads:
+        wl_paths = {k: v for k, v in wl_paths.items() if any(k.startswith(w) for w in workloads)}
+
+    results: dict = {"machine": machine, "config": asdict(cfg), "workloads": {}}
+    for wname, paths in wl_paths.items():
+        console.print(f"\n[bold]workload: {wname}[/bold] ({len(paths)} file(s))")
+        ds = VideoDataset(paths, progress=True, num_workers=cfg.workers)
+        gops = [float(g) for m in ds.videos[:1] for g in [m.gop_sizes().mean()]]
+        console.print(f"  {ds.num_videos} videos, {ds.num_frames} frames, {ds.videos[0].width}x{ds.videos[0].height}, mean GOP {gops[0]:.1f}")
+        ceiling = measure_ceiling(paths, seconds=ceiling_seconds, processes=cfg.workers, size=(cfg.size, cfg.size))
+        console.print(f"  (c) sequential ceiling: {ceiling.frames_per_second:.1f} frames/s ({ceiling.best}); " + ", ".join(f"{k}: {v:.1f}" for k, v in ceiling.ways.items()))
+        w = Workload(wname, paths, ds, ceiling.frames_per_second)
+        entry = {"files": len(paths), "frames": ds.num_frames, "ceiling": asdict(ceiling), "modes": {}}
+        for name in names:
+            console.print(f"  running {name}: {MODES[name].label} ...")
+            r = MODES[name].run(w, cfg)
+            entry["modes"][name] = _summarise(r, w, entry)
+            console.print(f"    {r.images_per_second:.1f} images/s, A={r.decode_amplification:.2f}")
+        results["workloads"][wname] = entry
+    results["seconds"] = time.perf_counter() - t_start
+
+    _print_table(console, results)
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2))
+        console.print(f"results: {json_path}")
+    if plot_path is None and json_path:
+        plot_path = Path(json_path).with_suffix(".png")
+    if plot_path:
+        _plot(results, plot_path)
+        console.print(f"plot: {plot_path}")
+    return results
+
+
+def _summarise(r: ModeResult, w: Workload, entry: dict) -> dict:
+    d = asdict(r)
+    d["ratio_to_ceiling"] = r.images_per_second / w.ceiling_fps
+    classic = entry["modes"].get("classic")
+    d["ratio_to_classic"] = r.images_per_second / classic["images_per_second"] if classic else None
+    # Decoded frames/s can't beat sequential decoding by much: if it does, something is miscounted.
+    d["decoded_per_second"] = r.images_per_second * r.decode_amplification
+    d["consistent"] = d["decoded_per_second"] <= 1.1 * w.ceiling_fps
+    return d
+
+
+def _print_table(console, results: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title="vidloader bench: images/s, ratios measured in this run")
+    for col in ("workload", "mode", "images/s", "x classic (a)", "x ceiling (c)", "A (decoded/delivered)", "images/s x A <= 1.1 ceiling"):
+        t.add_column(col, justify="right" if col not in ("workload", "mode") else "left")
+    for wname, entry in results["workloads"].items():
+        ceil = entry["ceiling"]["frames_per_second"]
+        t.add_row(wname, "(c) sequential ceiling", f"{ceil:.1f}", "", "1.00", "1.00", "")
+        for name, d in entry["modes"].items():
+            rc = f"{d['ratio_to_classic']:.2f}" if d["ratio_to_classic"] is not None else ""
+            a = f"{d['decode_amplification']:.2f}" + ("" if d["amplification_measured"] else " (est.)")
+            ok = "ok" if d["consistent"] else "FAIL"
+            t.add_row(wname, name, f"{d['images_per_second']:.1f}", rc, f"{d['ratio_to_ceiling']:.3f}", a, ok)
+        t.add_section()
+    console.print(t)
+
+
+def _plot(results: dict, path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    wls = list(results["workloads"])
+    modes = sorted({m for e in results["workloads"].values() for m in e["modes"]}, key=list(MODES).index)
+    fig, ax = plt.subplots(figsize=(2 + 2.2 * len(modes), 4.5))
+    width = 0.8 / max(1, len(wls))
+    for k, wname in enumerate(wls):
+        e = results["workloads"][wname]
+        xs = [i + k * width for i in range(len(modes))]
+        ys = [e["modes"].get(m, {}).get("images_per_second", 0) for m in modes]
+        bars = ax.bar(xs, ys, width, label=wname)
+        ax.axhline(e["ceiling"]["frames_per_second"], ls="--", lw=1, color=bars.patches[0].get_facecolor(), label=f"{wname}: sequential ceiling")
+    ax.set_xticks([i + width * (len(wls) - 1) / 2 for i in range(len(modes))], modes)
+    ax.set_ylabel("images/s")
+    ax.set_title("vidloader bench (224x224, batch 128)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

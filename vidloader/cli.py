@@ -1,0 +1,136 @@
+"""Command line: ``vidloader bench | index | inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["main"]
+
+
+def _bench(args) -> int:
+    from .bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(batch_size=args.batch_size, workers=args.workers, seed=args.seed, full=args.full)
+    if args.rounds:
+        cfg.timed_rounds = args.rounds
+    run_bench(
+        data=args.data or None,
+        full=args.full,
+        modes=args.modes.split(",") if args.modes else None,
+        workloads=args.workloads.split(",") if args.workloads else None,
+        json_path=args.json,
+        plot_path=args.plot,
+        config=cfg,
+        ceiling_seconds=args.ceiling_seconds,
+    )
+    return 0
+
+
+def _index(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .index import VideoIndex, expand_paths
+
+    console = Console(soft_wrap=True)
+    store = VideoIndex(args.db)
+    try:
+        files = expand_paths(args.paths)
+        metas, errors = store.index(files, num_workers=args.workers, progress=not args.quiet, on_error="skip")
+        ok = [m for m in metas if m is not None]
+        t = Table(title=f"index {store.path}")
+        for col in ("file", "frames", "size", "fps", "GOP (mean)", "codec", "by"):
+            t.add_column(col)
+        for m in ok[: args.limit]:
+            t.add_row(m.path, str(m.num_frames), f"{m.width}x{m.height}", f"{m.average_fps:.3f}", f"{m.gop_sizes().mean():.1f}", m.codec, m.indexed_by)
+        if not args.quiet:
+            console.print(t)
+        console.print(f"{len(ok)} indexed, {len(errors)} failed, {sum(m.num_frames for m in ok)} frames")
+        for e in errors:
+            console.print(f"[red]error[/red] {e}")
+        gone = store.prune() if args.prune else store.vanished()
+        if gone:
+            console.print(f"{len(gone)} indexed file(s) vanished" + (" (pruned)" if args.prune else " (use --prune to forget them)"))
+            for p in gone[: args.limit]:
+                console.print(f"  [yellow]vanished[/yellow] {p}")
+        return 1 if errors else 0
+    finally:
+        store.close()
+
+
+def _inspect(args) -> int:
+    from .index import probe_video
+
+    m = probe_video(args.file, args.stream)
+    info = {
+        "path": m.path,
+        "stream": m.stream_index,
+        "codec": m.codec,
+        "pix_fmt": m.pix_fmt,
+        "width": m.width,
+        "height": m.height,
+        "rotation": m.rotation,
+        "frames": m.num_frames,
+        "average_fps": round(m.average_fps, 4),
+        "duration_seconds": round(m.duration_seconds, 6),
+        "start_seconds": m.start_seconds,
+        "time_base": str(m.time_base),
+        "keyframes": len(m.keyframes),
+        "gop_mean": float(m.gop_sizes().mean()),
+        "gop_max": int(m.gop_sizes().max()),
+        "seekable": m.seekable,
+        "indexed_by": m.indexed_by,
+        "expected_decode_amplification_random_frame": float(((m.gop_sizes() + 1) / 2 * m.gop_sizes()).sum() / m.num_frames),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="vidloader", description="Exact, planned random access to video frames for PyTorch.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("bench", help="compare the classic loader, vidloader's modes and the sequential-decode ceiling")
+    b.add_argument("data", nargs="*", help="videos (files, folders or globs); default: generated sample data")
+    b.add_argument("--full", action="store_true", help="longer timing and extra modes (ablations, sweeps)")
+    b.add_argument("--json", default="bench-results.json", help="where to write the raw results (default: %(default)s)")
+    b.add_argument("--plot", default=None, help="PNG plot path (default: beside --json)")
+    b.add_argument("--modes", default=None, help="comma-separated mode names (default: all of the run's modes)")
+    b.add_argument("--workloads", default=None, help="comma-separated workload name prefixes, e.g. 'one,200'")
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--workers", type=int, default=2, help="processes/threads per loader (default: %(default)s)")
+    b.add_argument("--rounds", type=int, default=None, help="timed rounds (one batch per worker each)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--ceiling-seconds", type=float, default=6.0)
+    b.set_defaults(fn=_bench)
+
+    i = sub.add_parser("index", help="index videos into the SQLite cache (parallel, with progress)")
+    i.add_argument("paths", nargs="+")
+    i.add_argument("--db", default=None, help="SQLite file (default: the user cache)")
+    i.add_argument("--workers", type=int, default=None)
+    i.add_argument("--prune", action="store_true", help="forget vanished files")
+    i.add_argument("--limit", type=int, default=50, help="rows to print")
+    i.add_argument("--quiet", action="store_true")
+    i.set_defaults(fn=_index)
+
+    s = sub.add_parser("inspect", help="print one file's index facts as JSON")
+    s.add_argument("file")
+    s.add_argument("--stream", type=int, default=None)
+    s.set_defaults(fn=_inspect)
+
+    args = p.parse_args(argv)
+    from ._errors import VideoError
+
+    try:
+        return args.fn(args)
+    except VideoError as e:
+        print(f"vidloader: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
