@@ -29,10 +29,10 @@ def _dataset(*counts: int) -> VideoDataset:
 class IdentityFrames(FrameSampler):
     """A broken "sampler": always the fixed order 0..N-1."""
 
-    def num_samples(self, dataset):
+    def _global_len(self, dataset):
         return dataset.num_frames
 
-    def blocks(self, dataset):
+    def _global_blocks(self, dataset):
         yield np.arange(dataset.num_frames, dtype=np.int64)
 
 

@@ -18,6 +18,11 @@ class FrameSampler(abc.ABC):
 
     The order is a pure function of (seed, epoch) and the dataset, so it is known
     before the epoch starts: the planner may look ahead in it.
+
+    Subclasses implement the whole epoch's order (all ranks together) in
+    :meth:`_global_blocks` and its length in :meth:`_global_len`; the base class
+    turns it into this process's share (:meth:`blocks`, :meth:`num_samples`),
+    optionally from a position inside the epoch (resume).
     """
 
     def __init__(self, *, seed: int = 0):
@@ -27,16 +32,34 @@ class FrameSampler(abc.ABC):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    @abc.abstractmethod
-    def num_samples(self, dataset: "VideoDataset") -> int:
-        """Requests per epoch."""
+    # -- to implement ----------------------------------------------------------------
 
     @abc.abstractmethod
-    def blocks(self, dataset: "VideoDataset") -> Iterator[np.ndarray]:
-        """The epoch's global frame ids in order, in int64 blocks."""
+    def _global_len(self, dataset: "VideoDataset") -> int:
+        """Requests in the whole epoch (all ranks)."""
+
+    @abc.abstractmethod
+    def _global_blocks(self, dataset: "VideoDataset") -> Iterator[np.ndarray]:
+        """The whole epoch's global frame ids in order, in int64 blocks."""
+
+    # -- this process's share ------------------------------------------------------------
+
+    def num_samples(self, dataset: "VideoDataset") -> int:
+        """Requests this process gets per epoch."""
+        return self._global_len(dataset)
+
+    def blocks(self, dataset: "VideoDataset", start: int = 0) -> Iterator[np.ndarray]:
+        """This process's requests for the epoch, from position ``start`` on."""
+        skip = int(start)
+        for block in self._global_blocks(dataset):
+            if skip >= block.shape[0]:
+                skip -= block.shape[0]
+                continue
+            yield block[skip:]
+            skip = 0
 
     def order(self, dataset: "VideoDataset") -> np.ndarray:
-        """The whole epoch's order as one array (convenient for small datasets)."""
+        """This process's whole epoch as one array (convenient for small datasets)."""
         parts = list(self.blocks(dataset))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 

@@ -35,16 +35,16 @@ class UniformFrames(FrameSampler):
         self.replacement = replacement
         self._num_samples = num_samples
 
-    def num_samples(self, dataset: "VideoDataset") -> int:
+    def _global_len(self, dataset: "VideoDataset") -> int:
         if self.replacement and self._num_samples is not None:
             return int(self._num_samples)
         return dataset.num_frames
 
-    def blocks(self, dataset: "VideoDataset") -> Iterator[np.ndarray]:
+    def _global_blocks(self, dataset: "VideoDataset") -> Iterator[np.ndarray]:
         n = dataset.num_frames
         rng = self._rng()
         if self.replacement:
-            total = self.num_samples(dataset)
+            total = self._global_len(dataset)
             for start in range(0, total, _BLOCK):
                 yield rng.integers(0, n, size=min(_BLOCK, total - start), dtype=np.int64)
         else:
