@@ -340,16 +340,16 @@ def test_hevc_closed_really_is_closed(clips):
 def test_resize_matches_swscale(clips, name):
     clip = clips.get(name)
     idx = [clip.n - 1, 0, 7, 7, 20]
-    for h, w in [(32, 48), (100, 150), (31, 17)]:
-        with VideoFile(clip.path, rotate=False) as vf:
+    for (h, w), interp in [((32, 48), "area"), ((100, 150), "bilinear"), ((31, 17), "area")]:
+        with VideoFile(clip.path, rotate=False, interpolation=interp) as vf:
             b = vf.get_frames(idx, size=(h, w))
         assert tuple(b.data.shape) == (len(idx), 3, h, w)
-        want = _resized_reference(clip.path, None, set(idx), h, w)
+        want = _resized_reference(clip.path, None, set(idx), h, w, interpolation=interp)
         for r, i in enumerate(idx):
             assert np.array_equal(_hwc(b.data[r]), want[i]), f"frame {i} resized to {(h, w)}"
 
 
-def _resized_reference(path, stream, wanted, h, w, rot_k=0):
+def _resized_reference(path, stream, wanted, h, w, rot_k=0, interpolation="area"):
     """Sequential decode; frames in ``wanted`` converted by one swscale call to (h, w),
     then rotated with np.rot90(k=rot_k)."""
     out = {}
@@ -358,7 +358,7 @@ def _resized_reference(path, stream, wanted, h, w, rot_k=0):
         for i, f in enumerate(c.decode(s)):
             if i in wanted:
                 cw, ch = (h, w) if rot_k % 2 else (w, h)
-                arr = f.to_ndarray(width=cw, height=ch, format="rgb24", interpolation="BILINEAR")
+                arr = f.to_ndarray(width=cw, height=ch, format="rgb24", interpolation=interpolation.upper())
                 out[i] = np.rot90(arr, k=rot_k)
             if len(out) == len(wanted):
                 break

@@ -88,6 +88,34 @@ def _inspect(args) -> int:
     return 0
 
 
+def _sample_report(args) -> int:
+    from rich.console import Console
+
+    from .index import VideoDataset
+    from .sampling import ChunkTiles, GopTiles, RandomChunkStart, UniformFrames, VideoThenFrame, sampling_report
+
+    make = {
+        "uniform": lambda: UniformFrames(seed=args.seed),
+        "chunk": lambda: ChunkTiles(args.chunk, seed=args.seed),
+        "gop": lambda: GopTiles(args.gops, seed=args.seed),
+        "video-then-frame": lambda: VideoThenFrame(seed=args.seed),
+        "random-chunk-start": lambda: RandomChunkStart(args.chunk, seed=args.seed),
+    }
+    ds = VideoDataset(args.paths, index="default" if args.db is None else args.db, progress=not args.quiet, on_error="skip")
+    console = Console(soft_wrap=True)
+    for e in ds.skipped:
+        console.print(f"[yellow]skipped[/yellow] {e}")
+    report = sampling_report(
+        make[args.sampler](), ds, batch_size=args.batch_size, estimate_rho=not args.no_rho, pairs=args.pairs, seed=args.seed
+    )
+    console.print(report.table())
+    console.print(report.steps_table())
+    console.print(f"pi_t: {report.method}")
+    for note in report.notes:
+        console.print(f"note: {note}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vidloader", description="Exact, planned random access to video frames for PyTorch.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -119,6 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("file")
     s.add_argument("--stream", type=int, default=None)
     s.set_defaults(fn=_inspect)
+
+    r = sub.add_parser("sample-report", help="exact per-step bias, decode cost and effective batch size of a sampler")
+    r.add_argument("paths", nargs="+", help="videos (files, folders or globs)")
+    r.add_argument("--sampler", default="uniform", choices=("uniform", "chunk", "gop", "video-then-frame", "random-chunk-start"),
+                   help="uniform (exact), chunk (ChunkTiles), gop (GopTiles), video-then-frame, random-chunk-start (default: %(default)s)")
+    r.add_argument("--chunk", type=int, default=16, help="frames per chunk for chunk / random-chunk-start (default: %(default)s)")
+    r.add_argument("--gops", type=int, default=1, help="GOPs per chunk for gop (default: %(default)s)")
+    r.add_argument("--batch-size", type=int, default=128)
+    r.add_argument("--no-rho", action="store_true", help="do not decode frames to estimate rho (no design effect)")
+    r.add_argument("--pairs", type=int, default=256, help="frame pairs for the rho proxy (default: %(default)s)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--db", default=None, help="SQLite index file (default: the user cache)")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(fn=_sample_report)
 
     args = p.parse_args(argv)
     from ._errors import VideoError

@@ -37,6 +37,7 @@ class Workload:
     paths: list[str]
     dataset: VideoDataset
     ceiling_fps: float = float("nan")
+    decode_only_fps: float = float("nan")
 
 
 @dataclass

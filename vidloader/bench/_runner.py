@@ -65,8 +65,12 @@ def run_bench(
         gops = [float(g) for m in ds.videos[:1] for g in [m.gop_sizes().mean()]]
         console.print(f"  {ds.num_videos} videos, {ds.num_frames} frames, {ds.videos[0].width}x{ds.videos[0].height}, mean GOP {gops[0]:.1f}")
         ceiling = measure_ceiling(paths, seconds=ceiling_seconds, processes=cfg.workers, size=(cfg.size, cfg.size))
-        console.print(f"  (c) sequential ceiling: {ceiling.frames_per_second:.1f} frames/s ({ceiling.best}); " + ", ".join(f"{k}: {v:.1f}" for k, v in ceiling.ways.items()))
-        w = Workload(wname, paths, ds, ceiling.frames_per_second)
+        console.print(
+            f"  (c) sequential ceiling: {ceiling.frames_per_second:.1f} frames/s ({ceiling.best}); "
+            + ", ".join(f"{k}: {v:.1f}" for k, v in ceiling.ways.items())
+            + f"; decode only: {ceiling.decode_only_fps:.1f}"
+        )
+        w = Workload(wname, paths, ds, ceiling.frames_per_second, ceiling.decode_only_fps)
         entry = {"files": len(paths), "frames": ds.num_frames, "ceiling": asdict(ceiling), "modes": {}}
         for name in names:
             console.print(f"  running {name}: {MODES[name].label} ...")
@@ -93,9 +97,10 @@ def _summarise(r: ModeResult, w: Workload, entry: dict) -> dict:
     d["ratio_to_ceiling"] = r.images_per_second / w.ceiling_fps
     classic = entry["modes"].get("classic")
     d["ratio_to_classic"] = r.images_per_second / classic["images_per_second"] if classic else None
-    # Decoded frames/s can't beat sequential decoding by much: if it does, something is miscounted.
+    # Decoded frames/s can't beat sequential decoding by much: if it does, something is
+    # miscounted. Only delivered frames are converted, so the bound is the decode-only rate.
     d["decoded_per_second"] = r.images_per_second * r.decode_amplification
-    d["consistent"] = d["decoded_per_second"] <= 1.1 * w.ceiling_fps
+    d["consistent"] = d["decoded_per_second"] <= 1.1 * max(w.ceiling_fps, w.decode_only_fps)
     return d
 
 
@@ -103,7 +108,7 @@ def _print_table(console, results: dict) -> None:
     from rich.table import Table
 
     t = Table(title="vidloader bench: images/s, ratios measured in this run")
-    for col in ("workload", "mode", "images/s", "x classic (a)", "x ceiling (c)", "A (decoded/delivered)", "images/s x A <= 1.1 ceiling"):
+    for col in ("workload", "mode", "images/s", "x classic (a)", "x ceiling (c)", "A (decoded/delivered)", "images/s x A <= 1.1 x sequential"):
         t.add_column(col, justify="right" if col not in ("workload", "mode") else "left")
     for wname, entry in results["workloads"].items():
         ceil = entry["ceiling"]["frames_per_second"]

@@ -31,6 +31,7 @@ Interpolation = Literal["bilinear", "bicubic", "area", "nearest", "lanczos", "fa
 _SKIP_NONREF_CODECS = frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "vp9"})
 
 _INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest", "lanczos", "fast_bilinear")
+_SWS_NAMES = {name: ("POINT" if name == "nearest" else name.upper()) for name in _INTERPOLATIONS}
 
 
 @dataclass
@@ -63,7 +64,7 @@ def frame_to_array(
     *,
     size: tuple[int, int] | None,
     rotation: int,
-    interpolation: str = "bilinear",
+    interpolation: str = "area",
 ) -> np.ndarray:
     """RGB24 HWC array of ``frame``, rotated for display, resized in the same swscale pass.
 
@@ -76,7 +77,7 @@ def frame_to_array(
         h, w = size
         if rotation in (90, 270):
             h, w = w, h
-        arr = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation=interpolation.upper())
+        arr = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation=_SWS_NAMES[interpolation])
     if rotation:
         arr = np.rot90(arr, k=-(rotation // 90))  # clockwise, a view
     return arr

@@ -59,7 +59,9 @@ class VideoFile:
         path: the file.
         stream: video stream index; ``None`` picks FFmpeg's best video stream.
         rotate: apply the display rotation stored in the file (default True).
-        interpolation: swscale filter used when a ``size`` is given.
+        interpolation: swscale filter used when a ``size`` is given. ``"area"`` (box
+            averaging) suits downscaling and is about 3x faster than ``"bilinear"``
+            from 1080p.
         skip_nonref: skip decoding non-reference frames nobody asked for (exact).
         metadata: an index entry for the file, to skip indexing it again.
     """
@@ -70,7 +72,7 @@ class VideoFile:
         *,
         stream: int | None = None,
         rotate: bool = True,
-        interpolation: Interpolation = "bilinear",
+        interpolation: Interpolation = "area",
         skip_nonref: bool = True,
         metadata: VideoMetadata | None = None,
     ):

@@ -50,8 +50,11 @@ class Batch:
 
 @dataclass
 class LoaderStats:
-    """Counters since the loader was created. ``decode_amplification`` = frames decoded per
-    frame delivered (1.0 is sequential decoding)."""
+    """Counters since the loader was created (or restored by ``load_state_dict``).
+    ``decode_amplification`` = frames decoded per frame delivered (1.0 is sequential
+    decoding). ``padded``: items delivered from requests wrapped around to the start of
+    this rank's share, to keep the epoch's batch count after skipped errors
+    (``even_batches``)."""
 
     batches: int = 0
     frames_delivered: int = 0
@@ -60,6 +63,7 @@ class LoaderStats:
     frames_skipped: int = 0
     seeks: int = 0
     errors_skipped: int = 0
+    padded: int = 0
     seconds: float = 0.0
     recent_errors: list[str] = field(default_factory=list)
 
@@ -81,18 +85,28 @@ class LoaderStats:
         return (
             f"{self.frames_delivered} frames in {self.batches} batches, {self.images_per_second:.1f} images/s, "
             f"A={self.decode_amplification:.2f} ({self.frames_decoded} decoded, {self.packets_sent} packets sent, "
-            f"{self.frames_skipped} non-reference skipped), {self.errors_skipped} errors skipped"
+            f"{self.frames_skipped} non-reference skipped), {self.errors_skipped} errors skipped, {self.padded} padded"
         )
 
 
 class _IdStream:
-    """The sampler's ids, consumed in order by batches and by replacements for skipped items."""
+    """The sampler's ids, consumed in order by batches and by replacements for skipped items.
+    ``pos`` is the position (in this rank's share) of the next id."""
 
-    def __init__(self, blocks: Iterator[np.ndarray]):
+    def __init__(self, blocks: Iterator[np.ndarray], pos: int = 0):
         self._blocks = iter(blocks)
         self._buf = np.zeros(0, dtype=np.int64)
+        self.pos = pos
 
-    def take(self, n: int) -> np.ndarray:
+    def take(self, n: int, limit: int | None = None) -> np.ndarray:
+        """The next ``n`` ids (fewer at the end), not reaching past position ``limit``."""
+        if limit is not None:
+            n = max(0, min(n, limit - self.pos))
+        out = self._take(n)
+        self.pos += out.shape[0]
+        return out
+
+    def _take(self, n: int) -> np.ndarray:
         parts = [self._buf[:n]]
         have = parts[0].shape[0]
         self._buf = self._buf[n:]
@@ -110,6 +124,7 @@ class _IdStream:
 
 @dataclass
 class _Pending:
+    start: int  # position of row 0 in this rank's share (row r is at start + r)
     ids: np.ndarray
     videos: np.ndarray
     frames: np.ndarray
@@ -144,9 +159,35 @@ class VideoLoader:
         on_error: ``"raise"`` raises the :class:`VideoError` of the first bad item;
             ``"skip"`` drops it, fills the batch with the next request of the
             sampler's order instead, and counts it in :meth:`stats`.
+        even_batches: keep the epoch at exactly ``len(loader)`` batches, each of the
+            size it has without errors, even when ``on_error="skip"`` drops items
+            (so that every rank of a distributed job runs the same number of steps
+            and collectives don't hang). When skips leave this rank short at the end
+            of its share, it goes on with requests wrapped around from the start of
+            its own share (position L + k is share position k, and so on around
+            again), counted as ``padded`` in :meth:`stats`; if a whole pass over the
+            share yields no decodable item it raises ``RuntimeError``. Default: on
+            when the sampler's ``world_size`` > 1. Off, the epoch ends when the
+            share runs out (only the last batch can be short).
         skip_nonref: skip decoding non-reference frames nobody asked for (exact).
         rotate: apply display rotation.
         max_open_files: open files kept across decoding threads (about 1 MB each).
+
+    Distributed: the sampler gives this rank's share of the epoch (see
+    :class:`~vidloader.sampling.FrameSampler`); every rank has the same ``len(loader)``.
+
+    Resume (torchdata ``StatefulDataLoader`` conventions): :meth:`state_dict` is the
+    state after the last batch handed to the caller: the epoch, ``position`` (the
+    position in this rank's share just after the last request that the delivered
+    batches consumed, skipped failures before it included) and the number of batches
+    delivered this epoch. Batches decoded ahead but not yet delivered do not count.
+    After :meth:`load_state_dict`, the next ``iter(loader)`` continues that epoch from
+    there: the batches delivered before and after equal one uninterrupted epoch, none
+    lost, none repeated (a state taken after the epoch's last batch resumes to an empty
+    remainder; call ``set_epoch`` for the next one). Any other new ``iter(loader)``
+    starts the current epoch from its beginning; :meth:`set_epoch` resets the position
+    (except to the epoch of a just-loaded state, so ``load_state_dict(sd)`` then
+    ``set_epoch(sd["epoch"])`` still resumes).
     """
 
     def __init__(
@@ -164,7 +205,8 @@ class VideoLoader:
         plan_batches: int = 2,
         on_error: OnError = "raise",
         drop_last: bool = False,
-        interpolation: Interpolation = "bilinear",
+        even_batches: bool | None = None,
+        interpolation: Interpolation = "area",
         skip_nonref: bool = True,
         rotate: bool = True,
         max_open_files: int = 256,
@@ -194,6 +236,12 @@ class VideoLoader:
         self._windows_in_flight = 1 + -(-self.prefetch // self.plan_batches)
         self.on_error = on_error
         self.drop_last = drop_last
+        if even_batches is None:
+            even_batches = getattr(self.sampler, "world_size", 1) > 1
+        self.even_batches = bool(even_batches)
+        self._batches: int | None = 0  # batches delivered this epoch (None: unknown, a restored sampler)
+        if getattr(self.sampler, "_resume", False):
+            self._batches = None
         self.interpolation = check_interpolation(interpolation)
         self._readers = ReaderCache(dataset.videos, max_open=max_open_files, skip_nonref=skip_nonref)
         self._pool: ThreadPoolExecutor | None = None
@@ -204,7 +252,47 @@ class VideoLoader:
     # -- public -------------------------------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the epoch and start it from its beginning (see the class doc for the one
+        exception: the epoch of a just-loaded state)."""
         self.sampler.set_epoch(epoch)
+        if not getattr(self.sampler, "_resume", False):
+            self._batches = 0
+
+    def state_dict(self) -> dict:
+        """The state after the last batch handed to the caller (see the class doc):
+        ``epoch``, ``position`` (in this rank's share; with ``even_batches`` it can pass
+        the share's end when skipped items were replaced by wrapped requests),
+        ``batches`` (delivered this epoch), ``batch_size``, ``sampler`` (its
+        ``state_dict()``) and ``stats`` (the counters of :meth:`stats`)."""
+        with self._lock:  # consistent with the delivery of a batch in another thread
+            stats = {k: getattr(self._stats, k) for k in LoaderStats.__dataclass_fields__}
+            stats["recent_errors"] = list(self._stats.recent_errors)
+            sampler = self.sampler.state_dict()
+            batches = self._batches if self._batches is not None else sampler["position"] // self.batch_size
+        return {
+            "epoch": sampler["epoch"],
+            "position": sampler["position"],
+            "batches": batches,
+            "batch_size": self.batch_size,
+            "sampler": sampler,
+            "stats": stats,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a :meth:`state_dict`: the next ``iter(loader)`` continues its epoch from
+        its position. The loader must have the same batch size, and its sampler the same
+        kind, rank and world size as the ones that saved it."""
+        sd = state_dict
+        if int(sd["batch_size"]) != self.batch_size:
+            raise ValueError(f"state was saved with batch_size={sd['batch_size']}; this loader has {self.batch_size}")
+        sampler_sd = dict(sd["sampler"], epoch=sd["epoch"], position=sd["position"])
+        self.sampler.load_state_dict(sampler_sd)
+        self._batches = int(sd["batches"])
+        if "stats" in sd:
+            fields = LoaderStats.__dataclass_fields__
+            with self._lock:
+                self._stats = LoaderStats(**{k: v for k, v in sd["stats"].items() if k in fields})
+                self._stats.recent_errors = list(self._stats.recent_errors)
 
     def __len__(self) -> int:
         n = self.sampler.num_samples(self.dataset)
@@ -240,30 +328,70 @@ class VideoLoader:
             pass
 
     def __iter__(self) -> Iterator[Batch]:
+        # The start is claimed now (not at the first next()), so state_dict() right
+        # after iter() already describes the new pass.
+        start, resumed = self.sampler._claim_start()
+        if not resumed:
+            batch_no = 0
+        elif self._batches is not None:
+            batch_no = self._batches
+        else:  # a sampler restored on its own: exact unless items were skipped before
+            batch_no = start // self.batch_size
+        self._batches = batch_no
+        return self._epoch(start, batch_no)
+
+    def _epoch(self, start: int, batch_no: int) -> Iterator[Batch]:
         # Requests are planned and decoded in windows of plan_batches * batch_size
         # (each GOP once per window), with windows decoded ahead to cover `prefetch`
         # batches. Batches are cut from the stream of successfully decoded items, in
         # the sampler's order: a skipped item is replaced by the next request of the
-        # order, and only the epoch's last batch can be short.
-        ids = _IdStream(self.sampler.blocks(self.dataset))
+        # order, and only the epoch's last batch can be short. Every row knows its
+        # position in the share, so a delivered batch moves the consumed position to
+        # just after its last row. With even_batches, requests wrapped around from
+        # the share's start (positions >= n) are read only when skips leave the epoch
+        # short, never ahead.
+        bs = self.batch_size
+        n = self.sampler.num_samples(self.dataset)
+        even = self.even_batches
+        n_batches = len(self)
+        total = n_batches * bs if self.drop_last else n  # items an error-free epoch delivers
+        ids = _IdStream(self._share_stream(start, n, wrap=even), start)
         inflight: deque[_Pending] = deque()
         ready: deque[tuple[_Pending, np.ndarray]] = deque()  # (chunk, its good rows not yet used)
         n_ready = 0
-        batch_no = 0
+        last_good = start - 1  # position of the last good row seen
         t_start = time.perf_counter()
         try:
-            while len(inflight) < self._windows_in_flight and self._submit_next(ids, inflight):
+            while len(inflight) < self._windows_in_flight and self._submit_next(ids, inflight, n):
                 pass
-            while inflight or n_ready:
-                while n_ready < self.batch_size and inflight:
-                    chunk = inflight.popleft()
-                    good = self._finish(chunk)
-                    self._submit_next(ids, inflight)
-                    if good.shape[0]:
-                        ready.append((chunk, good))
-                        n_ready += good.shape[0]
-                take = min(self.batch_size, n_ready)
-                if take < self.batch_size and self.drop_last:
+            while True:
+                if even:
+                    if batch_no >= n_batches:
+                        break
+                    want = min(bs, total - batch_no * bs)
+                else:
+                    want = bs
+                while n_ready < want:
+                    if inflight:
+                        chunk = inflight.popleft()
+                        good = self._finish(chunk)
+                        self._submit_next(ids, inflight, n)
+                        if good.shape[0]:
+                            ready.append((chunk, good))
+                            n_ready += good.shape[0]
+                            last_good = chunk.start + int(good[-1])
+                    elif even:
+                        if ids.pos - (last_good + 1) >= n:
+                            raise RuntimeError(
+                                f"on_error='skip': no request of this rank's share ({n} requests, rank "
+                                f"{getattr(self.sampler, 'rank', 0)}) could be decoded; cannot fill the epoch's "
+                                f"{n_batches} batches. Recent errors: {self.stats().recent_errors[-3:]}"
+                            )
+                        self._submit_next(ids, inflight, None, want - n_ready)
+                    else:
+                        break
+                take = min(want, n_ready)
+                if take == 0 or (take < bs and self.drop_last):
                     break
                 parts = []
                 while sum(p[1].shape[0] for p in parts) < take:
@@ -275,10 +403,16 @@ class VideoLoader:
                 n_ready -= take
                 batch = self._make_batch(parts, batch_no)
                 batch_no += 1
+                last_chunk, last_rows = parts[-1]
+                consumed = last_chunk.start + int(last_rows[-1]) + 1
+                padded = sum(int((c.start + rows >= n).sum()) for c, rows in parts)
                 with self._lock:
                     self._stats.batches += 1
                     self._stats.frames_delivered += len(batch)
+                    self._stats.padded += padded
                     self._stats.seconds += time.perf_counter() - t_start
+                    self.sampler.position = consumed
+                    self._batches = batch_no
                 yield batch
                 t_start = time.perf_counter()
         finally:
@@ -303,19 +437,34 @@ class VideoLoader:
             self._pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="vidloader-decode")
         return self._pool
 
-    def _submit_next(self, ids: _IdStream, inflight: deque) -> bool:
-        g = ids.take(self.batch_size * self.plan_batches)
+    def _submit_next(self, ids: _IdStream, inflight: deque, limit: int | None, n: int | None = None) -> bool:
+        start = ids.pos
+        g = ids.take(self.batch_size * self.plan_batches if n is None else n, limit)
         if g.shape[0] == 0:
             return False
-        inflight.append(self._start(g))
+        inflight.append(self._start(g, start))
         return True
 
-    def _start(self, g: np.ndarray) -> _Pending:
+    def _share_stream(self, start: int, n: int, wrap: bool) -> Iterator[np.ndarray]:
+        """This rank's ids from position ``start``; with ``wrap``, positions n, n+1, ...
+        continue from the start of the share again (position p is share position p mod n)."""
+        if n == 0:
+            return
+        if start < n:
+            yield from self.sampler.blocks(self.dataset, start)
+        if not wrap:
+            return
+        s = start % n if start >= n else 0
+        while True:
+            yield from self.sampler.blocks(self.dataset, s)
+            s = 0
+
+    def _start(self, g: np.ndarray, start: int) -> _Pending:
         videos, frames = self.dataset.locate(g)
         h, w = self.size
         out = torch.empty((g.shape[0], 3, h, w), dtype=torch.uint8, pin_memory=self.pin_memory)
         failed = np.zeros(g.shape[0], dtype=bool)
-        pending = _Pending(g, videos, frames, out, [], failed)
+        pending = _Pending(start, g, videos, frames, out, [], failed)
         live = np.ones(g.shape[0], dtype=bool)
         for v, err in list(self._bad_videos.items()):
             live &= videos != v

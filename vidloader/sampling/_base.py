@@ -16,21 +16,59 @@ __all__ = ["FrameSampler"]
 class FrameSampler(abc.ABC):
     """Yields one epoch's requests, in training order, as blocks of global frame ids.
 
-    The order is a pure function of (seed, epoch) and the dataset, so it is known
-    before the epoch starts: the planner may look ahead in it.
+    The order is a pure function of (seed, epoch, rank, world_size) and the dataset,
+    so it is known before the epoch starts: the planner may look ahead in it.
 
     Subclasses implement the whole epoch's order (all ranks together) in
     :meth:`_global_blocks` and its length in :meth:`_global_len`; the base class
     turns it into this process's share (:meth:`blocks`, :meth:`num_samples`),
-    optionally from a position inside the epoch (resume).
+    optionally from a position inside the epoch (resume). Subclass constructors
+    take ``rank``, ``world_size`` and ``drop_last`` and pass them to this one.
+
+    **Sharding** (several processes, e.g. ``torchrun``): with N requests in the
+    global order and W = ``world_size``, every rank gets L = ceil(N / W) requests
+    (L = floor(N / W) with ``drop_last=True``): rank r gets positions
+    [r·L, (r+1)·L) of the global order, one contiguous block, so a chunk of a
+    tiling sampler is split across at most two ranks. Positions past N wrap
+    around to the start of the global order (padding, as torch's
+    ``DistributedSampler`` does); ``drop_last`` instead drops the last N mod W
+    requests. So the ranks' shares are disjoint and equal in size, and their union
+    is the single-process epoch apart from at most W−1 padded or dropped requests.
+    ``rank`` / ``world_size`` left as ``None`` are read from ``torch.distributed``
+    when it is initialised (at construction), else they are 0 / 1.
+
+    **Resume** (torchdata ``StatefulDataLoader`` conventions): :meth:`state_dict`
+    holds seed, epoch, rank, world_size, drop_last and ``position``, the number
+    of requests of this rank's share already consumed in the current epoch (a
+    consumer such as :class:`~vidloader.VideoLoader` advances it as it delivers
+    batches). :meth:`load_state_dict` restores it; the next pass (``blocks(ds)``,
+    or the next ``iter`` of a loader) then starts at ``position``.
     """
 
-    def __init__(self, *, seed: int = 0):
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        drop_last: bool = False,
+    ):
         self.seed = int(seed)
         self.epoch = 0
+        self.rank, self.world_size = _resolve_rank(rank, world_size)
+        self.drop_last = bool(drop_last)
+        self.position = 0
+        self._resume = False  # position was restored by load_state_dict and not used yet
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        """Select the epoch; resets ``position`` to 0, except when ``epoch`` is the epoch
+        of a state just restored by :meth:`load_state_dict` that no pass has used yet (so
+        ``load_state_dict(sd)`` followed by ``set_epoch(sd["epoch"])`` still resumes)."""
+        epoch = int(epoch)
+        if not (self._resume and epoch == self.epoch):
+            self.position = 0
+            self._resume = False
+        self.epoch = epoch
 
     # -- to implement ----------------------------------------------------------------
 
@@ -44,24 +82,118 @@ class FrameSampler(abc.ABC):
 
     # -- this process's share ------------------------------------------------------------
 
-    def num_samples(self, dataset: "VideoDataset") -> int:
-        """Requests this process gets per epoch."""
-        return self._global_len(dataset)
+    def _share(self, dataset: "VideoDataset") -> tuple[int, int, int]:
+        """(N global requests, L requests per rank, first global position of this rank)."""
+        n = int(self._global_len(dataset))
+        per_rank = n // self.world_size if self.drop_last else -(-n // self.world_size)
+        return n, per_rank, self.rank * per_rank
 
-    def blocks(self, dataset: "VideoDataset", start: int = 0) -> Iterator[np.ndarray]:
-        """This process's requests for the epoch, from position ``start`` on."""
-        skip = int(start)
+    def num_samples(self, dataset: "VideoDataset") -> int:
+        """Requests this process gets per epoch (the same on every rank)."""
+        return self._share(dataset)[1]
+
+    def blocks(self, dataset: "VideoDataset", start: int | None = None) -> Iterator[np.ndarray]:
+        """This process's requests for the epoch, from position ``start`` of its share on
+        (default: :attr:`position`). Streams the global order; only the few wrapped
+        (padding) ids are held aside."""
+        n, per_rank, lo = self._share(dataset)
+        s = self.position if start is None else int(start)
+        if s < 0:
+            raise ValueError(f"start must be >= 0, got {s}")
+        if s >= per_rank:
+            return
+        a, b = lo + s, lo + per_rank  # global positions [a, b); a position p >= n is p mod n
+        end = min(b, n)
+        n_head = min(max(0, b - n), n)  # ids from the start of the order that padding reuses
+        head: list[np.ndarray] = []
+        kept = off = 0
         for block in self._global_blocks(dataset):
-            if skip >= block.shape[0]:
-                skip -= block.shape[0]
-                continue
-            yield block[skip:]
-            skip = 0
+            block = np.asarray(block, dtype=np.int64)
+            m = block.shape[0]
+            if kept < n_head:
+                head.append(block[: n_head - kept])
+                kept += head[-1].shape[0]
+            i, j = max(a - off, 0), min(end - off, m)
+            if i < j:
+                yield block[i:j]
+            off += m
+            if off >= end and kept >= n_head:
+                break
+        if b > max(a, n):
+            ids = np.concatenate(head)
+            yield ids[(np.arange(max(a, n), b, dtype=np.int64) - n) % n]
 
     def order(self, dataset: "VideoDataset") -> np.ndarray:
-        """This process's whole epoch as one array (convenient for small datasets)."""
-        parts = list(self.blocks(dataset))
+        """This process's whole epoch as one array, from position 0 (convenient for small
+        datasets)."""
+        parts = list(self.blocks(dataset, 0))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    # -- resume ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything that fixes where this rank is in the epoch: seed, epoch, rank,
+        world_size, drop_last, position."""
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "drop_last": self.drop_last,
+            "position": self.position,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore seed, epoch and position; the next pass starts at ``position``.
+
+        The state must come from the same rank of a job with the same world_size and
+        drop_last (a share's positions mean nothing under another sharding)."""
+        sd = state_dict
+        for key in ("seed", "epoch", "position"):
+            if key not in sd:
+                raise ValueError(f"sampler state_dict has no {key!r}: {sorted(sd)}")
+        got = (int(sd.get("rank", 0)), int(sd.get("world_size", 1)), bool(sd.get("drop_last", False)))
+        have = (self.rank, self.world_size, self.drop_last)
+        if got != have:
+            raise ValueError(
+                f"sampler state was saved as (rank, world_size, drop_last)={got}; this sampler is {have}"
+            )
+        if int(sd["position"]) < 0:
+            raise ValueError(f"position must be >= 0, got {sd['position']}")
+        self.seed = int(sd["seed"])
+        self.epoch = int(sd["epoch"])
+        self.position = int(sd["position"])
+        self._resume = True
+
+    def _claim_start(self) -> tuple[int, bool]:
+        """For a consumer starting a pass: (start position, whether it resumes a restored
+        state). A pass that does not follow load_state_dict starts the epoch at 0."""
+        resumed = self._resume
+        self._resume = False
+        if not resumed:
+            self.position = 0
+        return self.position, resumed
 
     def _rng(self, *extra: int) -> np.random.Generator:
         return np.random.Generator(np.random.PCG64([self.seed, self.epoch, *extra]))
+
+
+def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Fill in rank / world_size from an initialised ``torch.distributed``, else 0 / 1."""
+    if rank is None or world_size is None:
+        dist_rank, dist_world = 0, 1
+        try:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist_rank, dist_world = dist.get_rank(), dist.get_world_size()
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+        rank = dist_rank if rank is None else rank
+        world_size = dist_world if world_size is None else world_size
+    rank, world_size = int(rank), int(world_size)
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    return rank, world_size
