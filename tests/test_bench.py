@@ -46,7 +46,7 @@ def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
     wl = saved["workloads"]["custom"]
     assert wl["files"] == 2 and wl["frames"] == 120
     assert wl["ceiling"]["frames_per_second"] > 0 and len(wl["ceiling"]["ways"]) == 3
-    assert set(wl["modes"]) == {"classic", "exact"}
+    assert set(wl["modes"]) == {"classic", "exact", "chunk-16", "gop-1"}
     for name, m in wl["modes"].items():
         assert m["images"] == 16, name  # one round of two timed batches of 8
         assert m["images_per_second"] > 0
@@ -55,6 +55,13 @@ def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
     assert exact["amplification_measured"] and exact["decode_amplification"] >= 1.0
     assert exact["extra"]["frames_delivered"] >= 32  # warm-up and timed batches
     assert exact["ratio_to_classic"] == pytest.approx(exact["images_per_second"] / wl["modes"]["classic"]["images_per_second"])
+    for name in ("chunk-16", "gop-1"):
+        x = wl["modes"][name]["extra"]
+        assert x["tv_max_per_step"] == 0.0  # rotated tilings are exactly uniform at every step
+        assert 0 < x["effective_batch_size"] <= 8 and x["design_effect"] >= 1
+    # Whole-GOP tiles decode each frame once, except GOPs cut by a planning-window
+    # boundary (here windows of 16 frames, GOPs of 30): far less than random access.
+    assert 1.0 <= wl["modes"]["gop-1"]["decode_amplification"] < exact["decode_amplification"]
     assert (tmp_path / "r.png").stat().st_size > 1000
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["versions"]["av"] == av.__version__
 

@@ -122,9 +122,9 @@ def test_random_chunk_start_orders_are_valid_chunks():
 
 
 def test_random_chunk_start_closed_form():
-    ds = _dataset(10, 25)
+    ds = _dataset(10, 26)  # N = 36: whole chunks
     c = 4
-    starts = (10 - c + 1) + (25 - c + 1)
+    starts = (10 - c + 1) + (26 - c + 1)
     rep = sampling_report(RandomChunkStart(c), ds, batch_size=8, estimate_rho=False)  # B multiple of c
     pi = rep.pi(0)
     assert pi[0] == pytest.approx(1 / (c * starts))  # first frame: one valid start

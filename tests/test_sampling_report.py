@@ -134,7 +134,7 @@ def test_steps_argument_and_printing():
     assert rep2.steps.tolist() == [0, 7]
     with pytest.raises(ValueError):
         sampling_report(VideoThenFrame(), ds, batch_size=16, steps=[99], estimate_rho=False)
-    text = str(sampling_report(VideoThenFrame(), ds, batch_size=16, estimate_rho=False))
+    text = str(sampling_report(VideoThenFrame(), ds, batch_size=4, estimate_rho=False))
     for word in ("TV", "pi*N", "B_eff", "decode amplification", "design effect"):
         assert word in text
     assert "..." in text  # more steps than rows shown
@@ -295,3 +295,11 @@ def test_cli_unknown_sampler_lists_the_allowed_ones(tiny, capsys):
     err = capsys.readouterr().err
     for name in ("uniform", "chunk", "gop", "video-then-frame", "random-chunk-start"):
         assert name in err
+
+
+def test_rho_leaves_out_frames_that_fail_to_decode(tiny):
+    ds = VideoDataset.from_metadata(list(tiny.videos) + [_meta(40, 99)])  # /fake/99.mp4 does not exist
+    rep = sampling_report(ChunkTiles(8), ds, batch_size=16, pairs=64)
+    assert 0.0 <= rep.rho <= 1.0
+    assert 0 < rep.rho_pairs < 64
+    assert any("failed to decode" in n for n in rep.notes)

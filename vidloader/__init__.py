@@ -20,12 +20,29 @@ from ._errors import (
 from .decoding import Frame, FrameBatch, VideoFile
 from .index import VideoDataset, VideoIndex, VideoMetadata
 from .loader import Batch, LoaderStats, VideoLoader
-from .sampling import FrameSampler, UniformFrames
+from .sampling import (
+    ChunkTiles,
+    FrameSampler,
+    GopTiles,
+    RandomChunkStart,
+    SamplingReport,
+    UniformFrames,
+    VideoThenFrame,
+    design_effect,
+    sampling_report,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "ChunkTiles",
+    "GopTiles",
+    "RandomChunkStart",
+    "SamplingReport",
+    "VideoThenFrame",
+    "design_effect",
+    "sampling_report",
     "DecodeError",
     "EmptyVideoError",
     "Frame",

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._cache import cache_dir
+
 __all__ = ["BenchData", "ClipSpec", "bench_data_dir", "generate_clip", "prepare_bench_data"]
 
 _VERSION = 1
@@ -47,10 +49,7 @@ class BenchData:
 
 
 def bench_data_dir() -> Path:
-    root = os.environ.get("VIDLOADER_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vidloader"
-    )
-    return Path(root) / f"bench-data-v{_VERSION}"
+    return cache_dir() / f"bench-data-v{_VERSION}"
 
 
 def _texture(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -29,6 +29,7 @@ class BenchConfig:
     timed_rounds: int = 2
     seed: int = 0
     full: bool = False
+    rho_pairs: int = 128
 
 
 @dataclass
@@ -127,7 +128,7 @@ def _classic(w: Workload, cfg: BenchConfig) -> ModeResult:
     return ModeResult("classic", w.name, images / seconds, images, seconds, classic_amplification(w.dataset), False)
 
 
-def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, **loader_kwargs) -> ModeResult:
+def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, sampler=None, **loader_kwargs) -> ModeResult:
     from ..loader import VideoLoader
     from ..sampling import UniformFrames
 
@@ -137,7 +138,7 @@ def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, **loader_kwargs) -
     size = (short, max(short, round(short * wd / h))) if wd >= h else (max(short, round(short * h / wd)), short)
     with VideoLoader(
         w.dataset,
-        UniformFrames(seed=cfg.seed),
+        sampler if sampler is not None else UniformFrames(seed=cfg.seed),
         batch_size=cfg.batch_size,
         size=size,
         transform=classic_like_transform(cfg.size),
@@ -171,3 +172,37 @@ def _exact(w: Workload, cfg: BenchConfig) -> ModeResult:
 @register_mode("exact-noskip", "(b') exact uniform without non-reference skipping", full_only=True)
 def _exact_noskip(w: Workload, cfg: BenchConfig) -> ModeResult:
     return _vidloader_mode("exact-noskip", w, cfg, skip_nonref=False)
+
+
+def _relaxed_mode(name: str, w: Workload, cfg: BenchConfig, sampler) -> ModeResult:
+    """A relaxed sampler: speed, plus its statistical cost from the sampling report
+    (per-step TV, exact; effective batch size from the grey-thumbnail proxy for rho)."""
+    from ..sampling import sampling_report
+
+    r = _vidloader_mode(name, w, cfg, sampler=sampler)
+    rep = sampling_report(sampler, w.dataset, batch_size=cfg.batch_size, steps=4, pairs=cfg.rho_pairs, seed=cfg.seed)
+    r.extra.update(
+        tv_max_per_step=float(rep.tv.max()),
+        effective_batch_size=rep.effective_batch_size,
+        design_effect=rep.design_effect,
+        rho=rep.rho,
+        mean_chunk_size=rep.mean_chunk_size,
+        expected_amplification=rep.decode_amplification,
+    )
+    return r
+
+
+def _register_relaxed() -> None:
+    from ..sampling import ChunkTiles, GopTiles
+
+    for c in (4, 8, 16, 32):
+        register_mode(f"chunk-{c}", f"relaxed: ChunkTiles(chunk={c}), rotated tiling", full_only=c != 16)(
+            lambda w, cfg, c=c: _relaxed_mode(f"chunk-{c}", w, cfg, ChunkTiles(chunk=c, seed=cfg.seed))
+        )
+    for k in (1, 2, 4):
+        register_mode(f"gop-{k}", f"relaxed: GopTiles(gops={k}), whole GOPs", full_only=k != 1)(
+            lambda w, cfg, k=k: _relaxed_mode(f"gop-{k}", w, cfg, GopTiles(gops=k, seed=cfg.seed))
+        )
+
+
+_register_relaxed()

@@ -107,17 +107,21 @@ def _summarise(r: ModeResult, w: Workload, entry: dict) -> dict:
 def _print_table(console, results: dict) -> None:
     from rich.table import Table
 
-    t = Table(title="vidloader bench: images/s, ratios measured in this run")
-    for col in ("workload", "mode", "images/s", "x classic (a)", "x ceiling (c)", "A (decoded/delivered)", "images/s x A <= 1.1 x sequential"):
-        t.add_column(col, justify="right" if col not in ("workload", "mode") else "left")
+    t = Table(title="vidloader bench: images/s and ratios measured in this run")
+    cols = ("workload", "mode", "images/s", "x classic (a)", "x ceiling (c)", "A (decoded/delivered)", "TV per step", "B_eff", "images/s x A <= 1.1 x sequential")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("workload", "mode") else "right")
     for wname, entry in results["workloads"].items():
         ceil = entry["ceiling"]["frames_per_second"]
-        t.add_row(wname, "(c) sequential ceiling", f"{ceil:.1f}", "", "1.00", "1.00", "")
+        t.add_row(wname, "(c) sequential ceiling", f"{ceil:.1f}", "", "1.00", "1.00", "", "", "")
         for name, d in entry["modes"].items():
             rc = f"{d['ratio_to_classic']:.2f}" if d["ratio_to_classic"] is not None else ""
             a = f"{d['decode_amplification']:.2f}" + ("" if d["amplification_measured"] else " (est.)")
+            x = d.get("extra", {})
+            tv = f"{x['tv_max_per_step']:.3g}" if "tv_max_per_step" in x else "0 (exact)" if name.startswith("exact") else ""
+            beff = f"{x['effective_batch_size']:.1f}" if x.get("effective_batch_size") is not None else ""
             ok = "ok" if d["consistent"] else "FAIL"
-            t.add_row(wname, name, f"{d['images_per_second']:.1f}", rc, f"{d['ratio_to_ceiling']:.3f}", a, ok)
+            t.add_row(wname, name, f"{d['images_per_second']:.1f}", rc, f"{d['ratio_to_ceiling']:.3f}", a, tv, beff, ok)
         t.add_section()
     console.print(t)
 
@@ -131,8 +135,11 @@ def _plot(results: dict, path) -> None:
     except ImportError:
         return
     wls = list(results["workloads"])
-    modes = sorted({m for e in results["workloads"].values() for m in e["modes"]}, key=list(MODES).index)
-    fig, ax = plt.subplots(figsize=(2 + 2.2 * len(modes), 4.5))
+    modes = [m for m in MODES if any(m in e["modes"] for e in results["workloads"].values())]
+    chunked = [m for m in modes if m.startswith("chunk-")]
+    ncols = 2 if chunked else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5 + 1.1 * len(modes) + 5 * (ncols - 1), 4.8), squeeze=False)
+    ax = axes[0][0]
     width = 0.8 / max(1, len(wls))
     for k, wname in enumerate(wls):
         e = results["workloads"][wname]
@@ -140,10 +147,27 @@ def _plot(results: dict, path) -> None:
         ys = [e["modes"].get(m, {}).get("images_per_second", 0) for m in modes]
         bars = ax.bar(xs, ys, width, label=wname)
         ax.axhline(e["ceiling"]["frames_per_second"], ls="--", lw=1, color=bars.patches[0].get_facecolor(), label=f"{wname}: sequential ceiling")
-    ax.set_xticks([i + width * (len(wls) - 1) / 2 for i in range(len(modes))], modes)
+    ax.set_xticks([i + width * (len(wls) - 1) / 2 for i in range(len(modes))], modes, rotation=30, ha="right")
     ax.set_ylabel("images/s")
-    ax.set_title("vidloader bench (224x224, batch 128)")
-    ax.legend(fontsize=8)
+    ax.set_title("modes (224x224, batch 128)")
+    ax.legend(fontsize=7)
+    if chunked:
+        ax = axes[0][1]
+        ax2 = ax.twinx()
+        for wname in wls:
+            e = results["workloads"][wname]
+            pts = sorted((int(m.split("-")[1]), e["modes"][m]) for m in chunked if m in e["modes"])
+            cs = [c for c, _ in pts]
+            ax.plot(cs, [d["images_per_second"] for _, d in pts], "o-", label=f"{wname}: images/s")
+            ax2.plot(cs, [d["extra"].get("effective_batch_size") or float("nan") for _, d in pts], "s--", label=f"{wname}: B_eff")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("ChunkTiles chunk size (frames)")
+        ax.set_ylabel("images/s")
+        ax2.set_ylabel("effective batch size (proxy rho)")
+        ax.set_title("relaxed sampling: speed vs statistical efficiency")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -20,6 +20,7 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
+from .._cache import cache_dir
 from .._errors import VideoError, VideoOpenError
 from ._probe import VideoMetadata, probe_video
 
@@ -43,11 +44,8 @@ CREATE TABLE IF NOT EXISTS videos (
 
 
 def default_index_path() -> Path:
-    """``$VIDLOADER_CACHE_DIR/index.sqlite``, else ``~/.cache/vidloader/index.sqlite``."""
-    root = os.environ.get("VIDLOADER_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vidloader"
-    )
-    return Path(root) / "index.sqlite"
+    """``index.sqlite`` in the cache directory (``$VIDLOADER_CACHE_DIR`` or ``~/.cache/vidloader``)."""
+    return cache_dir() / "index.sqlite"
 
 
 def _to_row(m: VideoMetadata, stream_key: int):

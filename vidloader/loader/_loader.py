@@ -557,7 +557,7 @@ class VideoLoader:
         data = out.to(self.device, non_blocking=self.pin_memory) if self.device.type != "cpu" else out
         if self.transform is not None:
             if self._transform_takes_generator:
-                g = torch.Generator().manual_seed(_mix(self.sampler.seed, self.sampler.epoch, batch_no))
+                g = torch.Generator().manual_seed(_mix(self.sampler.seed, self.sampler.epoch, batch_no, self.sampler.rank))
                 data = self.transform(data, generator=g)
             else:
                 data = self.transform(data)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._base import FrameSampler
 from ._biased import RandomChunkStart, VideoThenFrame
-from ._tiles import ChunkTiles, GopTiles, _expand, _Tiles, gop_bounds
+from ._tiles import _expand, _Tiles, gop_bounds
 from ._uniform import UniformFrames
 
 if TYPE_CHECKING:
@@ -437,22 +437,38 @@ def _grey_features(frames) -> np.ndarray:
 
 
 def _decode(dataset: "VideoDataset", ids: np.ndarray, size: tuple[int, int]):
-    """uint8 [len(ids), 3, H, W] frames of the given global ids (in that order)."""
+    """uint8 [len(ids), 3, H, W] frames of the given global ids (in that order), and a mask
+    of the frames that decoded (a file that fails is retried frame by frame; frames that
+    still fail are left out)."""
     import torch
 
+    from .._errors import VideoError
     from ..decoding import VideoFile
 
     video, frame = dataset.locate(ids)
-    out = torch.empty((ids.shape[0], 3, size[0], size[1]), dtype=torch.uint8)
+    out = torch.zeros((ids.shape[0], 3, size[0], size[1]), dtype=torch.uint8)
+    ok = np.ones(ids.shape[0], dtype=bool)
     for v in np.unique(video).tolist():
         rows = np.flatnonzero(video == v)
         meta = dataset.videos[v]
-        with VideoFile(meta.path, metadata=meta) as vf:
-            out[torch.from_numpy(rows)] = vf.get_frames(frame[rows], size=size).data
-    return out
+        try:
+            with VideoFile(meta.path, metadata=meta) as vf:
+                out[torch.from_numpy(rows)] = vf.get_frames(frame[rows], size=size).data
+            continue
+        except VideoError:
+            pass
+        for r in rows.tolist():
+            try:
+                with VideoFile(meta.path, metadata=meta) as vf:
+                    out[r] = vf.get_frames([int(frame[r])], size=size).data[0]
+            except VideoError:
+                ok[r] = False
+    return out, ok
 
 
 def _estimate_rho(model: _Model, pairs: int, seed: int, feature_fn, size) -> tuple[float, float, float, int]:
+    """(rho, mean within-chunk corr., mean random-pair corr., within pairs used); pairs
+    with a frame that does not decode are dropped; (None, None, None, 0) if none is left."""
     rng = np.random.default_rng([int(seed), 0x5EED])
     order, starts, lengths = model.clusters()
     w = (lengths * (lengths - 1)).astype(np.float64)
@@ -470,17 +486,31 @@ def _estimate_rho(model: _Model, pairs: int, seed: int, feature_fn, size) -> tup
     y = y + (y >= x)
     rand = np.stack([x, y], axis=1)
     ids, inv = np.unique(np.concatenate([within.ravel(), rand.ravel()]), return_inverse=True)
-    frames = _decode(model.dataset, ids, size)
-    feats = feature_fn(frames) if feature_fn is not None else _grey_features(frames)
+    frames, ok = _decode(model.dataset, ids, size)
+    good = np.flatnonzero(ok)
+    if good.size == 0:
+        return None, None, None, 0
+    import torch
+
+    kept = frames[torch.from_numpy(good)]
+    feats = feature_fn(kept) if feature_fn is not None else _grey_features(kept)
     feats = feats.detach().cpu().numpy() if hasattr(feats, "detach") else np.asarray(feats)
-    feats = np.asarray(feats, dtype=np.float64).reshape(ids.shape[0], -1)
+    feats = np.asarray(feats, dtype=np.float64).reshape(good.shape[0], -1)
     z = feats - feats.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(z, axis=1, keepdims=True)
     z = np.divide(z, norm, out=np.zeros_like(z), where=norm > 0)
-    inv = inv.reshape(-1, 2)
-    corr = (z[inv[:, 0]] * z[inv[:, 1]]).sum(axis=1)
-    r_w, r_r = float(corr[:pairs].mean()), float(corr[pairs:].mean())
+    row = np.full(ids.shape[0], -1, dtype=np.int64)
+    row[good] = np.arange(good.shape[0])
+    inv = row[inv.reshape(-1, 2)]
+    keep = (inv >= 0).all(axis=1)
+    w_keep, r_keep = keep[:pairs], keep[pairs:]
+    if not w_keep.any() or not r_keep.any():
+        return None, None, None, 0
+    corr = (z[inv[keep, 0]] * z[inv[keep, 1]]).sum(axis=1)
+    n_w = int(w_keep.sum())
+    r_w, r_r = float(corr[:n_w].mean()), float(corr[n_w:].mean())
     rho = (r_w - r_r) / (1.0 - r_r) if r_r < 1.0 else 0.0
+    pairs = n_w
     return float(np.clip(rho, 0.0, 1.0)), r_w, r_r, pairs
 
 
@@ -686,6 +716,9 @@ def sampling_report(
     value, or ``estimate_rho=False`` to skip it: then no file is opened (datasets built
     with ``VideoDataset.from_metadata`` work).
 
+    The report describes the sampler's global order (all ranks together, the
+    single-process epoch); with ``world_size > 1`` each rank reads a contiguous block of it.
+
     Args:
         steps: None: every step of the epoch; an int: the first ``steps``; a sequence:
             those steps.
@@ -725,6 +758,10 @@ def sampling_report(
             rho_val, r_w, r_r, n_pairs = _estimate_rho(model, int(pairs), seed, feature_fn, tuple(thumb_size))
             source = "feature_fn proxy" if feature_fn is not None else f"grey {thumb_size[0]}x{thumb_size[1]} thumbnail proxy"
             notes.append(PROXY_CAVEAT)
+            if n_pairs < int(pairs):
+                notes.append(f"rho from {n_pairs} of {int(pairs)} within-chunk pairs: frames that failed to decode were left out")
+            if rho_val is None:
+                source = "no decodable frame pairs"
         else:
             rho_val, source = None, "not estimated"
         deff = None if rho_val is None else 1.0 + (m_bar - 1.0) * rho_val
