@@ -20,6 +20,18 @@ if ! "$PY" -m venv --help >/dev/null 2>&1; then
     fi
 fi
 
+# System FFmpeg shared libraries for the optional torchcodec backend (torchcodec 0.13
+# loads FFmpeg 4-8, libavcodec 58-62; Debian 12 has FFmpeg 5.1). Best effort:
+# without them the torchcodec tests skip with the reason.
+if ! { ldconfig -p 2>/dev/null || true; } | grep -E 'libavcodec\.so\.(5[89]|6[012]) ' >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) \
+            || echo "note: could not install ffmpeg (torchcodec backend unavailable)" >&2
+    else
+        echo "note: FFmpeg shared libraries not found: install ffmpeg for the torchcodec backend" >&2
+    fi
+fi
+
 stamp=.venv/.vidloader-installed
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && .venv/bin/python -c 'import vidloader, torch, av' 2>/dev/null; then
     exit 0

@@ -17,7 +17,7 @@ from ._errors import (
     VideoError,
     VideoOpenError,
 )
-from .decoding import Frame, FrameBatch, VideoFile
+from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile
 from .index import VideoDataset, VideoIndex, VideoMetadata
 from .loader import Batch, LoaderStats, VideoLoader
 from .sampling import (
@@ -35,6 +35,9 @@ from .sampling import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendUnavailableError",
+    "OpenCVBackend",
+    "UnsupportedByBackendError",
     "Batch",
     "ChunkTiles",
     "GopTiles",

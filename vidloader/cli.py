@@ -1,4 +1,4 @@
-"""Command line: ``vidloader bench | index | inspect``."""
+"""Command line: ``vidloader bench | index | inspect | sample-report | prepare | map``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def _bench(args) -> int:
         plot_path=args.plot,
         config=cfg,
         ceiling_seconds=args.ceiling_seconds,
+        peers=args.peers,
     )
     return 0
 
@@ -132,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--rounds", type=int, default=None, help="timed rounds (one batch per worker each)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--ceiling-seconds", type=float, default=4.0, help="wall time of each sequential-decode way")
+    b.add_argument(
+        "--peers",
+        action="store_true",
+        help="peer comparison instead of the main modes: torchcodec get_frames_at, decord get_batch and vidloader "
+        "with each backend on the exact-uniform stream, every library's frames verified",
+    )
     b.set_defaults(fn=_bench)
 
     i = sub.add_parser("index", help="index videos into the SQLite cache (parallel, with progress)")
@@ -161,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--db", default=None, help="SQLite index file (default: the user cache)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(fn=_sample_report)
+
+    from .prepare._cli import add_parsers as _add_prepare_parsers
+
+    _add_prepare_parsers(sub)
 
     args = p.parse_args(argv)
     from ._errors import VideoError

@@ -59,14 +59,15 @@ class Mode:
     label: str
     run: Callable[[Workload, BenchConfig], ModeResult]
     full_only: bool = False
+    group: str = "main"  # "peers": run only by ``vidloader bench --peers``
 
 
 MODES: dict[str, Mode] = {}
 
 
-def register_mode(name: str, label: str, *, full_only: bool = False):
+def register_mode(name: str, label: str, *, full_only: bool = False, group: str = "main"):
     def deco(fn):
-        MODES[name] = Mode(name, label, fn, full_only)
+        MODES[name] = Mode(name, label, fn, full_only, group)
         return fn
 
     return deco

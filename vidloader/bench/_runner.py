@@ -12,6 +12,7 @@ from ..index import VideoDataset
 from ._ceiling import measure_ceiling
 from ._data import prepare_bench_data
 from ._machine import describe_machine
+from . import _peers  # noqa: F401  (registers the peer modes, group "peers")
 from ._modes import MODES, BenchConfig, ModeResult, Workload
 
 __all__ = ["run_bench"]
@@ -36,8 +37,10 @@ def run_bench(
     plot_path: str | os.PathLike | None = None,
     config: BenchConfig | None = None,
     ceiling_seconds: float = 4.0,
+    peers: bool = False,
 ) -> dict:
-    """Run the bench; returns the results dict (also written to ``json_path``)."""
+    """Run the bench; returns the results dict (also written to ``json_path``).
+    ``peers``: run the peer comparison (modes of group "peers") instead of the main modes."""
     console = _console()
     cfg = config or BenchConfig(full=full)
     if full:
@@ -48,7 +51,8 @@ def run_bench(
         f"[bold]machine[/bold]: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM, "
         f"GPU: {machine['gpu'] or 'none'}; torch {machine['versions']['torch']}, PyAV {machine['versions']['av']}"
     )
-    names = modes or [n for n, m in MODES.items() if full or not m.full_only]
+    group = "peers" if peers else "main"
+    names = modes or [n for n, m in MODES.items() if m.group == group and (full or not m.full_only)]
     unknown = [n for n in names if n not in MODES]
     if unknown:
         raise ValueError(f"unknown mode(s) {unknown}; available: {', '.join(MODES)}")
@@ -63,6 +67,9 @@ def run_bench(
         wl_paths = {k: v for k, v in wl_paths.items() if any(k.startswith(w) for w in workloads)}
 
     results: dict = {"machine": machine, "config": asdict(cfg), "workloads": {}}
+    if peers:
+        results["peer_versions"] = _peers.peer_versions()
+        console.print(f"[bold]peers[/bold]: {results['peer_versions']}")
     for wname, paths in wl_paths.items():
         console.print(f"\n[bold]workload: {wname}[/bold] ({len(paths)} file(s))")
         ds = VideoDataset(paths, progress=True, num_workers=cfg.workers)
@@ -81,6 +88,9 @@ def run_bench(
             r = MODES[name].run(w, cfg)
             entry["modes"][name] = _summarise(r, w, entry)
             console.print(f"    {r.images_per_second:.1f} images/s, A={r.decode_amplification:.2f}")
+            if "wrong_frames" in r.extra or "unavailable" in r.extra:
+                x = r.extra
+                console.print(f"    {x['unavailable']}" if "unavailable" in x else f"    verified {x['checked_frames']} frames: {x['wrong_frames']} wrong, {x['exact_frames']} bit exact")
         results["workloads"][wname] = entry
     results["seconds"] = time.perf_counter() - t_start
 

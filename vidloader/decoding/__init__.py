@@ -1,6 +1,20 @@
 """Decoding: planned jobs -> frames at the output size, and exact per-file access."""
 
+from ._backend import BackendUnavailableError, UnsupportedByBackendError, get_backend
+from ._opencv import OpenCVBackend
 from ._pyav import DecodeCounters, PyAVReader, ReaderCache, frame_to_array
 from ._video_file import Frame, FrameBatch, VideoFile
 
-__all__ = ["DecodeCounters", "Frame", "FrameBatch", "PyAVReader", "ReaderCache", "VideoFile", "frame_to_array"]
+__all__ = [
+    "BackendUnavailableError",
+    "DecodeCounters",
+    "Frame",
+    "FrameBatch",
+    "OpenCVBackend",
+    "PyAVReader",
+    "ReaderCache",
+    "UnsupportedByBackendError",
+    "VideoFile",
+    "frame_to_array",
+    "get_backend",
+]

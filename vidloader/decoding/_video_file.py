@@ -12,7 +12,8 @@ import torch
 from .._errors import FrameIndexError
 from ..index import VideoMetadata, probe_video
 from ..planning import plan_requests
-from ._pyav import DecodeCounters, Interpolation, PyAVReader, check_interpolation, frame_to_array
+from ._backend import Backend, BackendName, get_backend
+from ._pyav import DecodeCounters, Interpolation, check_interpolation
 
 __all__ = ["Frame", "FrameBatch", "VideoFile"]
 
@@ -64,6 +65,10 @@ class VideoFile:
             from 1080p.
         skip_nonref: skip decoding non-reference frames nobody asked for (exact).
         metadata: an index entry for the file, to skip indexing it again.
+        backend: ``"pyav"`` (default, bit exact), ``"torchcodec"`` or ``"opencv"`` (optional
+            extras), or a backend object such as ``OpenCVBackend(allow_inexact=True)``. A
+            backend that cannot decode this file exactly raises
+            ``UnsupportedByBackendError`` here; a missing extra ``BackendUnavailableError``.
     """
 
     def __init__(
@@ -75,13 +80,15 @@ class VideoFile:
         interpolation: Interpolation = "area",
         skip_nonref: bool = True,
         metadata: VideoMetadata | None = None,
+        backend: BackendName | Backend = "pyav",
     ):
+        self.backend = get_backend(backend)
         self.metadata = metadata if metadata is not None else probe_video(path, stream)
         self.rotate = rotate
         self.interpolation = check_interpolation(interpolation)
         self.counters = DecodeCounters()
         self._skip_nonref = skip_nonref
-        self._reader = PyAVReader(self.metadata, skip_nonref=skip_nonref)
+        self._reader = self.backend.open(self.metadata, skip_nonref=skip_nonref)
 
     @property
     def path(self) -> str:
@@ -131,8 +138,7 @@ class VideoFile:
             for r, f in enumerate(idx.tolist()):
                 slots.setdefault(f, []).append(r)
 
-            def emit(i, frame):
-                arr = frame_to_array(frame, size=size, rotation=rotation, interpolation=self.interpolation)
+            def emit(i, arr):
                 t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
                 rows = slots[i]
                 out[rows[0]].copy_(t)
@@ -142,11 +148,13 @@ class VideoFile:
 
             for job in plan.jobs:
                 try:
-                    self._reader.decode(job, emit, self.counters)
+                    self._reader.decode_arrays(
+                        job, emit, self.counters, size=size, rotation=rotation, interpolation=self.interpolation
+                    )
                 except BaseException:
                     # The decoder state is unknown after a failure: start afresh next call.
                     self._reader.close()
-                    self._reader = PyAVReader(meta, skip_nonref=self._skip_nonref)
+                    self._reader = self.backend.open(meta, skip_nonref=self._skip_nonref)
                     raise
         pts = meta.pts_seconds[idx] if idx.shape[0] else np.zeros(0)
         return FrameBatch(

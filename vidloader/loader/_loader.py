@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from .._errors import DecodeError, VideoError
-from ..decoding import DecodeCounters, ReaderCache, frame_to_array
+from ..decoding import DecodeCounters
+from ..decoding._backend import Backend, BackendName, get_backend
 from ..decoding._pyav import Interpolation, check_interpolation
 from ..index import VideoDataset
 from ..planning import DecodeJob, plan_requests
@@ -172,6 +173,9 @@ class VideoLoader:
         skip_nonref: skip decoding non-reference frames nobody asked for (exact).
         rotate: apply display rotation.
         max_open_files: open files kept across decoding threads (about 1 MB each).
+        backend: ``"pyav"`` (default, bit exact), ``"torchcodec"`` or ``"opencv"`` (optional
+            extras), or a backend object. Files the backend cannot decode exactly fail with
+            ``UnsupportedByBackendError`` (a :class:`VideoError`, handled per ``on_error``).
 
     Distributed: the sampler gives this rank's share of the epoch (see
     :class:`~vidloader.sampling.FrameSampler`); every rank has the same ``len(loader)``.
@@ -210,6 +214,7 @@ class VideoLoader:
         skip_nonref: bool = True,
         rotate: bool = True,
         max_open_files: int = 256,
+        backend: BackendName | Backend = "pyav",
     ):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error={on_error!r} is not one of 'raise', 'skip'")
@@ -243,7 +248,8 @@ class VideoLoader:
         if getattr(self.sampler, "_resume", False):
             self._batches = None
         self.interpolation = check_interpolation(interpolation)
-        self._readers = ReaderCache(dataset.videos, max_open=max_open_files, skip_nonref=skip_nonref)
+        self.backend = get_backend(backend)
+        self._readers = self.backend.reader_pool(dataset.videos, max_open=max_open_files, skip_nonref=skip_nonref)
         self._pool: ThreadPoolExecutor | None = None
         self._stats = LoaderStats()
         self._lock = threading.Lock()
@@ -491,8 +497,7 @@ class VideoLoader:
         rotation = meta.rotation if self.rotate else 0
         done: set[int] = set()
 
-        def emit(i: int, frame) -> None:
-            arr = frame_to_array(frame, size=self.size, rotation=rotation, interpolation=self.interpolation)
+        def emit(i: int, arr) -> None:
             rows = slots[i]
             t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
             for r in rows:
@@ -501,7 +506,7 @@ class VideoLoader:
 
         err = None
         try:
-            self._readers.decode(job, emit, counters)
+            self._readers.decode_arrays(job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation)
         except VideoError as e:
             err = e
         failed = [r for i, rows in slots.items() if i not in done for r in rows]

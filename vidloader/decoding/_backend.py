@@ -1,0 +1,290 @@
+"""Decoder backends behind one interface: PyAV (default), torchcodec, OpenCV.
+
+A backend opens one file as a reader that decodes planned :class:`DecodeJob`s and
+emits each wanted frame as a numpy HWC uint8 RGB array, already at the output
+size and display rotation (``reader.decode_arrays``). The loader keeps readers
+open across jobs in a :class:`ReaderPool` (PyAV: its own :class:`ReaderCache`,
+which also shares decoders between files).
+
+Exactness is checked, not assumed. Every backend declares its limits
+(:class:`Capabilities`) and refuses a file it cannot decode exactly with
+:class:`UnsupportedByBackendError` (a :class:`VideoError` naming the file and the
+reason) instead of returning wrong frames:
+
+- ``pyav``: every file the index accepts; bit exact.
+- ``torchcodec``: exact seek mode; its frame numbering and timestamps are checked
+  against the index when a file is opened and on every decoded frame. Files the
+  index marks unseekable (packed B-frames) are refused.
+- ``opencv``: ``cv2.VideoCapture`` numbers frames from timestamps and the frame
+  rate, which is wrong on files with B-frames, a non-zero start time or a variable
+  frame rate; those files are refused unless ``OpenCVBackend(allow_inexact=True)``
+  (then a warning). The timestamp of every frame it returns is checked too.
+
+Optional backends are extras (``pip install vidloader[torchcodec]``,
+``pip install vidloader[opencv]``); a missing one raises
+:class:`BackendUnavailableError` with the command to run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .._errors import VideoError
+from ..index import VideoMetadata
+from ..planning import DecodeJob
+from ._pyav import DecodeCounters, PyAVReader, ReaderCache, frame_to_array
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendName",
+    "BackendUnavailableError",
+    "Capabilities",
+    "PyAVBackend",
+    "ReaderPool",
+    "UnsupportedByBackendError",
+    "get_backend",
+]
+
+BackendName = Literal["pyav", "torchcodec", "opencv"]
+BACKENDS: tuple[str, ...] = ("pyav", "torchcodec", "opencv")
+
+EmitArray = Callable[[int, np.ndarray], None]
+
+
+class BackendUnavailableError(ImportError):
+    """The optional package a backend needs is missing or cannot load.
+    The message names the install command."""
+
+    def __init__(self, backend: str, problem: str, install: str | None = None):
+        self.backend = backend
+        self.problem = problem
+        self.install = install or f"pip install vidloader[{backend}]"
+        super().__init__(f"backend={backend!r} is not available: {problem}. Install it with: {self.install}")
+
+    def __reduce__(self):
+        return (type(self), (self.backend, self.problem, self.install))
+
+
+class UnsupportedByBackendError(VideoError):
+    """The chosen backend cannot decode this file exactly; it refuses rather than
+    return wrong frames. Use ``backend="pyav"`` for it."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend guarantees.
+
+    ``exact_seek``: random access returns the same frames as a full sequential decode
+    on every file it accepts. ``bit_exact``: the pixels equal PyAV's ``rgb24``
+    conversion at ``size=None`` (otherwise the colour conversion differs slightly;
+    frame identity is still exact). ``interpolations``: resize filters honoured
+    (others fall back to the first one). ``limits``: files it refuses, in words.
+    """
+
+    exact_seek: bool
+    bit_exact: bool
+    interpolations: tuple[str, ...]
+    limits: str
+
+
+@runtime_checkable
+class ArrayReader(Protocol):
+    meta: VideoMetadata
+
+    def decode_arrays(
+        self,
+        job: DecodeJob,
+        emit: EmitArray,
+        counters: DecodeCounters,
+        *,
+        size: tuple[int, int] | None,
+        rotation: int,
+        interpolation: str,
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def supports(self, meta: VideoMetadata) -> str | None:
+        """None if the backend decodes ``meta``'s file exactly, else the reason it refuses."""
+
+    def open(self, meta: VideoMetadata, *, skip_nonref: bool = True) -> ArrayReader:
+        """A reader of one file; raises :class:`UnsupportedByBackendError` for refused files."""
+
+    def reader_pool(self, metas: Sequence[VideoMetadata], *, max_open: int = 256, skip_nonref: bool = True):
+        """Readers shared by decoding threads: ``.decode_arrays(job, ...)`` and ``.close()``."""
+
+
+# --------------------------------------------------------------------------- PyAV
+
+
+class PyAVArrayReader:
+    """:class:`PyAVReader` emitting arrays (swscale: colour conversion and resize in one pass)."""
+
+    def __init__(self, meta: VideoMetadata, *, skip_nonref: bool = True):
+        self.meta = meta
+        self.reader = PyAVReader(meta, skip_nonref=skip_nonref)
+
+    def decode_arrays(self, job, emit, counters, *, size, rotation, interpolation, decoder=None) -> None:
+        def on_frame(i, frame):
+            emit(i, frame_to_array(frame, size=size, rotation=rotation, interpolation=interpolation))
+
+        self.reader.decode(job, on_frame, counters, decoder=decoder)
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class _PyAVPool:
+    """The PyAV :class:`ReaderCache` (open files + shared decoders) emitting arrays."""
+
+    def __init__(self, metas, *, max_open: int, skip_nonref: bool):
+        self.cache = ReaderCache(metas, max_open=max_open, skip_nonref=skip_nonref)
+
+    def decode_arrays(self, job, emit, counters, *, size, rotation, interpolation) -> None:
+        def on_frame(i, frame):
+            emit(i, frame_to_array(frame, size=size, rotation=rotation, interpolation=interpolation))
+
+        self.cache.decode(job, on_frame, counters)
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+class PyAVBackend:
+    name = "pyav"
+    capabilities = Capabilities(
+        exact_seek=True,
+        bit_exact=True,
+        interpolations=("area", "bilinear", "bicubic", "nearest", "lanczos", "fast_bilinear"),
+        limits="none: every file the index accepts",
+    )
+
+    def supports(self, meta: VideoMetadata) -> str | None:
+        return None
+
+    def open(self, meta: VideoMetadata, *, skip_nonref: bool = True) -> PyAVArrayReader:
+        return PyAVArrayReader(meta, skip_nonref=skip_nonref)
+
+    def reader_pool(self, metas, *, max_open: int = 256, skip_nonref: bool = True):
+        return _PyAVPool(metas, max_open=max_open, skip_nonref=skip_nonref)
+
+    def __repr__(self) -> str:
+        return "PyAVBackend()"
+
+
+# --------------------------------------------------------------------------- generic pool
+
+
+class ReaderPool:
+    """Open readers of a backend shared by decoding threads: a reader is used by one
+    thread at a time; idle ones stay open in an LRU of ``max_open`` files. A file the
+    backend refuses is remembered, so it is not reopened for every job."""
+
+    def __init__(self, backend: Backend, metas: Sequence[VideoMetadata], *, max_open: int = 256, skip_nonref: bool = True):
+        self.backend = backend
+        self._metas = metas
+        self._max_open = max(1, max_open)
+        self._skip_nonref = skip_nonref
+        self._idle: OrderedDict[tuple[int, int], ArrayReader] = OrderedDict()
+        self._refused: dict[int, UnsupportedByBackendError] = {}
+        self._serial = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _checkout(self, video: int) -> ArrayReader:
+        with self._lock:
+            if video in self._refused:
+                raise self._refused[video]
+            for key in reversed(self._idle):
+                if key[0] == video:
+                    return self._idle.pop(key)
+        try:
+            return self.backend.open(self._metas[video], skip_nonref=self._skip_nonref)
+        except UnsupportedByBackendError as e:
+            with self._lock:
+                self._refused[video] = e
+            raise
+
+    def _checkin(self, video: int, reader: ArrayReader) -> None:
+        evicted = []
+        with self._lock:
+            if self._closed:
+                evicted.append(reader)
+            else:
+                self._serial += 1
+                self._idle[(video, self._serial)] = reader
+                while len(self._idle) > self._max_open:
+                    evicted.append(self._idle.popitem(last=False)[1])
+        for r in evicted:
+            r.close()
+
+    def decode_arrays(self, job: DecodeJob, emit: EmitArray, counters: DecodeCounters, *, size, rotation, interpolation) -> None:
+        reader = self._checkout(job.video)
+        try:
+            reader.decode_arrays(job, emit, counters, size=size, rotation=rotation, interpolation=interpolation)
+        except BaseException:
+            reader.close()  # state unknown after a failure
+            raise
+        self._checkin(job.video, reader)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = list(self._idle.values()), OrderedDict()
+        for r in idle:
+            r.close()
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def get_backend(backend: "str | Backend") -> Backend:
+    """The backend for a name (``"pyav"``, ``"torchcodec"``, ``"opencv"``) or a backend
+    instance (e.g. ``OpenCVBackend(allow_inexact=True)``). Unknown names raise
+    ``ValueError``; a missing optional package raises :class:`BackendUnavailableError`."""
+    if isinstance(backend, str):
+        if backend == "pyav":
+            return PyAVBackend()
+        if backend == "torchcodec":
+            from ._torchcodec import TorchCodecBackend
+
+            return TorchCodecBackend()
+        if backend == "opencv":
+            from ._opencv import OpenCVBackend
+
+            return OpenCVBackend()
+        raise ValueError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
+    if all(hasattr(backend, a) for a in ("open", "reader_pool", "supports", "capabilities", "name")):
+        return backend
+    raise TypeError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or a backend object, got {backend!r}")
+
+
+def refuse(meta: VideoMetadata, backend: str, reason: str) -> UnsupportedByBackendError:
+    return UnsupportedByBackendError(
+        meta.path, f"backend={backend!r} cannot decode this file exactly ({reason}); use backend='pyav' for it"
+    )
+
+
+def rotate_array(arr: np.ndarray, rotation: int) -> np.ndarray:
+    """Clockwise display rotation (a view), as :func:`frame_to_array` applies it."""
+    return np.rot90(arr, k=-(rotation // 90)) if rotation else arr
+
+
+def decoded_size(size: tuple[int, int] | None, rotation: int) -> tuple[int, int] | None:
+    """(height, width) to decode at so that after ``rotation`` the frame is ``size``."""
+    if size is None:
+        return None
+    h, w = size
+    return (w, h) if rotation in (90, 270) else (h, w)

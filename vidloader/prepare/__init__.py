@@ -1,0 +1,35 @@
+"""Prepare a dataset for random access: transcode once into short closed GOPs.
+
+    from vidloader.prepare import prepare, map_videos, box_blur_7x7
+    result = prepare("raw/", "prepared/", gop=8, short_side=256, jobs=8)
+    print(result.amplification_before, "->", result.amplification_after)
+    map_videos("prepared/", "blurred/", box_blur_7x7, batch=True)
+
+Command line: ``vidloader prepare SRC DST`` and ``vidloader map SRC DST --fn module:function``
+(parsers in :func:`vidloader.prepare._cli.add_parsers`).
+"""
+
+from ._blur import box_blur_7x7
+from ._executors import Executor, InlineExecutor, LocalExecutor, RayExecutor
+from ._prepare import FileResult, PrepareResult, map_videos, output_paths, prepare
+from ._segments import Segment, expected_amplification, plan_segments
+from ._transcode import EncodeSettings, MapSpec, PrepareVerifyError
+
+__all__ = [
+    "EncodeSettings",
+    "Executor",
+    "FileResult",
+    "InlineExecutor",
+    "LocalExecutor",
+    "MapSpec",
+    "PrepareResult",
+    "PrepareVerifyError",
+    "RayExecutor",
+    "Segment",
+    "box_blur_7x7",
+    "expected_amplification",
+    "map_videos",
+    "output_paths",
+    "plan_segments",
+    "prepare",
+]
