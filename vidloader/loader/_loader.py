@@ -107,6 +107,15 @@ class _IdStream:
         self.pos += out.shape[0]
         return out
 
+    def peek(self, n: int) -> np.ndarray:
+        """Up to ``n`` next ids, not consumed."""
+        while self._buf.shape[0] < n:
+            block = next(self._blocks, None)
+            if block is None:
+                break
+            self._buf = np.concatenate([self._buf, np.asarray(block, dtype=np.int64)])
+        return self._buf[:n]
+
     def _take(self, n: int) -> np.ndarray:
         parts = [self._buf[:n]]
         have = parts[0].shape[0]
@@ -239,6 +248,7 @@ class VideoLoader:
             raise ValueError(f"plan_batches must be >= 1, got {plan_batches}")
         self.plan_batches = int(plan_batches)
         self._windows_in_flight = 1 + -(-self.prefetch // self.plan_batches)
+        self._max_gop = max((int(m.gop_sizes().max()) for m in dataset.videos), default=1)
         self.on_error = on_error
         self.drop_last = drop_last
         if even_batches is None:
@@ -448,8 +458,28 @@ class VideoLoader:
         g = ids.take(self.batch_size * self.plan_batches if n is None else n, limit)
         if g.shape[0] == 0:
             return False
+        if n is None:
+            # Don't cut a run of consecutive frames of one GOP (a tiling chunk) at the
+            # window's end: the next window would decode that GOP again.
+            extra = self._gop_run(int(g[-1]), ids.peek(self._max_gop))
+            if extra:
+                g = np.concatenate([g, ids.take(extra, limit)])
         inflight.append(self._start(g, start))
         return True
+
+    def _gop_run(self, last: int, upcoming: np.ndarray) -> int:
+        """How many of ``upcoming`` ids continue frame ``last`` frame by frame inside its GOP."""
+        if upcoming.shape[0] == 0 or upcoming[0] != last + 1:
+            return 0
+        video, frame = self.dataset.locate(np.asarray([last]))
+        meta = self.dataset.videos[int(video[0])]
+        if not meta.seekable:
+            return 0
+        k = int(np.searchsorted(meta.keyframes, frame[0], side="right"))
+        gop_end = int(meta.keyframes[k]) if k < meta.keyframes.shape[0] else meta.num_frames
+        cont = upcoming == last + 1 + np.arange(upcoming.shape[0])
+        run = upcoming.shape[0] if cont.all() else int(np.argmin(cont))
+        return min(run, gop_end - int(frame[0]) - 1)
 
     def _share_stream(self, start: int, n: int, wrap: bool) -> Iterator[np.ndarray]:
         """This rank's ids from position ``start``; with ``wrap``, positions n, n+1, ...
