@@ -2,7 +2,7 @@
 
 from ._backend import BackendUnavailableError, UnsupportedByBackendError, get_backend
 from ._opencv import OpenCVBackend
-from ._pyav import DecodeCounters, PyAVReader, ReaderCache, frame_to_array
+from ._pyav import DecodeCounters, PyAVReader, frame_to_array
 from ._video_file import Frame, FrameBatch, VideoFile
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "FrameBatch",
     "OpenCVBackend",
     "PyAVReader",
-    "ReaderCache",
     "UnsupportedByBackendError",
     "VideoFile",
     "frame_to_array",

@@ -3,8 +3,8 @@
 A backend opens one file as a reader that decodes planned :class:`DecodeJob`s and
 emits each wanted frame as a numpy HWC uint8 RGB array, already at the output
 size and display rotation (``reader.decode_arrays``). The loader keeps readers
-open across jobs in a :class:`ReaderPool` (PyAV: its own :class:`ReaderCache`,
-which also shares decoders between files).
+open across jobs in a :class:`ReaderPool` (PyAV's also keeps per-thread decoders
+shared between files with the same codec parameters).
 
 Exactness is checked, not assumed. Every backend declares its limits
 (:class:`Capabilities`) and refuses a file it cannot decode exactly with
@@ -37,7 +37,7 @@ import numpy as np
 from .._errors import VideoError
 from ..index import VideoMetadata
 from ..planning import DecodeJob
-from ._pyav import DecodeCounters, PyAVReader, ReaderCache, frame_to_array
+from ._pyav import DecodeCounters, PyAVReader, frame_to_array
 
 __all__ = [
     "BACKENDS",
@@ -146,22 +146,6 @@ class PyAVArrayReader:
         self.reader.close()
 
 
-class _PyAVPool:
-    """The PyAV :class:`ReaderCache` (open files + shared decoders) emitting arrays."""
-
-    def __init__(self, metas, *, max_open: int, skip_nonref: bool):
-        self.cache = ReaderCache(metas, max_open=max_open, skip_nonref=skip_nonref)
-
-    def decode_arrays(self, job, emit, counters, *, size, rotation, interpolation) -> None:
-        def on_frame(i, frame):
-            emit(i, frame_to_array(frame, size=size, rotation=rotation, interpolation=interpolation))
-
-        self.cache.decode(job, on_frame, counters)
-
-    def close(self) -> None:
-        self.cache.close()
-
-
 class PyAVBackend:
     name = "pyav"
     capabilities = Capabilities(
@@ -178,7 +162,7 @@ class PyAVBackend:
         return PyAVArrayReader(meta, skip_nonref=skip_nonref)
 
     def reader_pool(self, metas, *, max_open: int = 256, skip_nonref: bool = True):
-        return _PyAVPool(metas, max_open=max_open, skip_nonref=skip_nonref)
+        return _PyAVPool(self, metas, max_open=max_open, skip_nonref=skip_nonref)
 
     def __repr__(self) -> str:
         return "PyAVBackend()"
@@ -189,8 +173,10 @@ class PyAVBackend:
 
 class ReaderPool:
     """Open readers of a backend shared by decoding threads: a reader is used by one
-    thread at a time; idle ones stay open in an LRU of ``max_open`` files. A file the
-    backend refuses is remembered, so it is not reopened for every job."""
+    thread at a time; idle ones stay open in an LRU of ``max_open`` files (far below
+    ``ulimit -n``). Opening a file costs tens of milliseconds at 1080p (FFmpeg probes it
+    by decoding), so keeping files open matters. A file the backend refuses is
+    remembered, so it is not reopened for every job."""
 
     def __init__(self, backend: Backend, metas: Sequence[VideoMetadata], *, max_open: int = 256, skip_nonref: bool = True):
         self.backend = backend
@@ -230,12 +216,19 @@ class ReaderPool:
         for r in evicted:
             r.close()
 
+    def _decode(self, reader, job, emit, counters, **kw) -> None:
+        reader.decode_arrays(job, emit, counters, **kw)
+
+    def _failed(self, reader) -> None:
+        """After a failure the reader's state is unknown: it is closed, never reused."""
+        reader.close()
+
     def decode_arrays(self, job: DecodeJob, emit: EmitArray, counters: DecodeCounters, *, size, rotation, interpolation) -> None:
         reader = self._checkout(job.video)
         try:
-            reader.decode_arrays(job, emit, counters, size=size, rotation=rotation, interpolation=interpolation)
+            self._decode(reader, job, emit, counters, size=size, rotation=rotation, interpolation=interpolation)
         except BaseException:
-            reader.close()  # state unknown after a failure
+            self._failed(reader)
             raise
         self._checkin(job.video, reader)
 
@@ -245,6 +238,38 @@ class ReaderPool:
             idle, self._idle = list(self._idle.values()), OrderedDict()
         for r in idle:
             r.close()
+
+
+class _PyAVPool(ReaderPool):
+    """PyAV readers plus per-thread decoders. A decoder holds the frame buffers (about
+    20 MB at 1080p): each thread keeps a few, shared across files with identical codec
+    parameters (H.264/HEVC with the same extradata), flushed between jobs."""
+
+    def __init__(self, backend, metas, *, max_open: int, skip_nonref: bool, max_decoders: int = 4):
+        super().__init__(backend, metas, max_open=max_open, skip_nonref=skip_nonref)
+        self._max_decoders = max(1, max_decoders)
+        self._local = threading.local()
+
+    def _decoders(self) -> OrderedDict:
+        decoders = getattr(self._local, "decoders", None)
+        if decoders is None:
+            decoders = self._local.decoders = OrderedDict()
+        return decoders
+
+    def _decode(self, reader, job, emit, counters, **kw) -> None:
+        key, decoder = reader.reader.decoder_key, None
+        if key is not None:
+            decoders = self._decoders()
+            decoder = decoders.pop(key, None) or reader.reader.new_decoder()
+            decoders[key] = decoder
+            while len(decoders) > self._max_decoders:
+                decoders.popitem(last=False)
+        reader.decode_arrays(job, emit, counters, decoder=decoder, **kw)
+
+    def _failed(self, reader) -> None:
+        super()._failed(reader)
+        if reader.reader.decoder_key is not None:
+            self._decoders().pop(reader.reader.decoder_key, None)
 
 
 # --------------------------------------------------------------------------- selection

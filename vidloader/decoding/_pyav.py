@@ -11,8 +11,6 @@ drops them without decoding, which cannot change any other frame.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -23,7 +21,7 @@ from .._errors import DecodeError, IndexMismatchError, VideoError, VideoOpenErro
 from ..index import VideoMetadata, open_container
 from ..planning import DecodeJob
 
-__all__ = ["DecodeCounters", "PyAVReader", "ReaderCache", "frame_to_array", "Interpolation"]
+__all__ = ["DecodeCounters", "PyAVReader", "frame_to_array", "Interpolation"]
 
 Interpolation = Literal["bilinear", "bicubic", "area", "nearest", "lanczos", "fast_bilinear"]
 # Decoders known to honour a per-packet skip_frame change (checked by the exactness tests).
@@ -266,80 +264,3 @@ def _fmt(frames, limit: int = 8) -> str:
     frames = list(frames)
     s = ", ".join(str(f) for f in frames[:limit])
     return f"[{s}{', ...' if len(frames) > limit else ''}]"
-
-
-class ReaderCache:
-    """Open files shared by the decoding threads, and per-thread decoders.
-
-    A reader (an open file) is checked out by one thread at a time; idle readers
-    stay open in an LRU of at most ``max_open`` files (about 1 MB each), far below
-    ``ulimit -n``. Opening a file costs tens of milliseconds at 1080p (FFmpeg probes
-    it by decoding), so keeping files open matters. Decoders hold the frame
-    buffers (about 20 MB at 1080p): each thread keeps a few, shared across files
-    with identical codec parameters (H.264/HEVC with the same extradata).
-    """
-
-    def __init__(self, metas, *, max_open: int = 256, skip_nonref: bool = True, max_decoders: int = 4):
-        self._metas = metas
-        self._max_open = max(1, max_open)
-        self._max_decoders = max(1, max_decoders)
-        self._skip_nonref = skip_nonref
-        self._idle: OrderedDict[tuple[int, int], PyAVReader] = OrderedDict()  # (video, serial) -> reader
-        self._serial = 0
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._closed = False
-
-    def _checkout(self, video: int) -> PyAVReader:
-        with self._lock:
-            for key in reversed(self._idle):
-                if key[0] == video:
-                    return self._idle.pop(key)
-        return PyAVReader(self._metas[video], skip_nonref=self._skip_nonref)
-
-    def _checkin(self, video: int, reader: PyAVReader) -> None:
-        evicted = []
-        with self._lock:
-            if self._closed:
-                evicted.append(reader)
-            else:
-                self._serial += 1
-                self._idle[(video, self._serial)] = reader
-                while len(self._idle) > self._max_open:
-                    evicted.append(self._idle.popitem(last=False)[1])
-        for r in evicted:
-            r.close()
-
-    def _decoder(self, reader: PyAVReader):
-        if reader.decoder_key is None:
-            return None
-        decoders = getattr(self._local, "decoders", None)
-        if decoders is None:
-            decoders = self._local.decoders = OrderedDict()
-        cc = decoders.pop(reader.decoder_key, None)
-        if cc is None:
-            cc = reader.new_decoder()
-        decoders[reader.decoder_key] = cc
-        while len(decoders) > self._max_decoders:
-            decoders.popitem(last=False)
-        return cc
-
-    def decode(self, job: DecodeJob, emit, counters: DecodeCounters) -> None:
-        """Decode ``job`` with a reader of its file; errors close the reader and decoder."""
-        reader = self._checkout(job.video)
-        try:
-            reader.decode(job, emit, counters, decoder=self._decoder(reader))
-        except BaseException:
-            reader.close()
-            decoders = getattr(self._local, "decoders", None)
-            if decoders is not None and reader.decoder_key is not None:
-                decoders.pop(reader.decoder_key, None)
-            raise
-        self._checkin(job.video, reader)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = list(self._idle.values()), OrderedDict()
-        for r in idle:
-            r.close()
