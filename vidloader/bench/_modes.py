@@ -73,8 +73,9 @@ def register_mode(name: str, label: str, *, full_only: bool = False, group: str 
     return deco
 
 
-def steady_state(batches: Iterable, *, warmup: int, timed: int, size_of=len) -> tuple[int, float]:
-    """Skip ``warmup`` batches, then time the next ``timed`` ones: (images, seconds)."""
+def steady_state(batches: Iterable, *, warmup: int, timed: int, size_of=len, untimed=None) -> tuple[int, float]:
+    """Skip ``warmup`` batches, then time the next ``timed`` ones: (images, seconds).
+    ``untimed(batch)``, if given, runs on each timed batch outside the clock (checks)."""
     it = iter(batches)
     for _ in range(warmup):
         next(it)
@@ -85,7 +86,19 @@ def steady_state(batches: Iterable, *, warmup: int, timed: int, size_of=len) -> 
         if b is None:
             break
         images += size_of(b)
+        if untimed is not None:
+            t_s = time.perf_counter()
+            untimed(b)
+            t0 += time.perf_counter() - t_s
     return images, time.perf_counter() - t0
+
+
+def loader_rounds(loader, cfg: "BenchConfig") -> tuple[int, int]:
+    """(warmup, timed) batch counts for a VideoLoader: batches come a planning window at
+    a time (as a DataLoader's come one per worker), so skip at least one window, then
+    time whole windows."""
+    win = loader.plan_batches
+    return (-(-cfg.workers * cfg.warmup_rounds // win) * win, -(-cfg.workers * cfg.timed_rounds // win) * win)
 
 
 def classic_amplification(dataset: VideoDataset) -> float:
@@ -153,11 +166,7 @@ def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, sampler=None, *, a
         num_workers=cfg.workers,
         **loader_kwargs,
     ) as loader:
-        # Batches come a planning window at a time (as a DataLoader's come one per
-        # worker): skip at least one window, then time whole windows.
-        win = loader.plan_batches
-        warmup = -(-cfg.workers * cfg.warmup_rounds // win) * win
-        timed = -(-cfg.workers * cfg.timed_rounds // win) * win
+        warmup, timed = loader_rounds(loader, cfg)
         images, seconds = steady_state(loader, warmup=warmup, timed=timed)
         st = loader.stats()
     return ModeResult(

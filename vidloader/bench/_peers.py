@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._modes import BenchConfig, ModeResult, Workload, register_mode
+from ._modes import BenchConfig, ModeResult, Workload, loader_rounds, register_mode, steady_state
 
 __all__ = ["IDENTITY_TOL", "peer_versions"]
 
@@ -285,8 +285,10 @@ def _run_peer(peer_cls, w: Workload, cfg: BenchConfig) -> ModeResult:
             for v, f in batches[n_warm:]:
                 out = peer.batch(v, f, pool, lib)
                 images += v.shape[0]
+                t_s = time.perf_counter()
                 for r in _sample_rows(rng, v.shape[0]).tolist():
                     samples.append((int(v[r]), int(f[r]), out[r].copy()))
+                t0 += time.perf_counter() - t_s  # sampling is not timed, as for vidloader's modes
             seconds = time.perf_counter() - t0
     finally:
         peer.close()
@@ -369,23 +371,8 @@ def _vidloader_backend(name: str, backend, w: Workload, cfg: BenchConfig, **load
             w.dataset, UniformFrames(seed=cfg.seed), batch_size=cfg.batch_size, size=(cfg.size, cfg.size),
             num_workers=cfg.workers, backend=be, **loader_kwargs,
         ) as loader:
-            win = loader.plan_batches
-            warmup = -(-cfg.workers * cfg.warmup_rounds // win) * win
-            timed = -(-cfg.workers * cfg.timed_rounds // win) * win
-            it = iter(loader)
-            for _ in range(warmup):
-                next(it)
-            t0 = time.perf_counter()
-            images = 0
-            for _ in range(timed):
-                b = next(it, None)
-                if b is None:
-                    break
-                images += len(b)
-                t_s = time.perf_counter()
-                take(b)
-                t0 += time.perf_counter() - t_s  # sampling is not timed
-            seconds = time.perf_counter() - t0
+            warmup, timed = loader_rounds(loader, cfg)
+            images, seconds = steady_state(loader, warmup=warmup, timed=timed, untimed=take)  # sampling is not timed
             st = loader.stats()
     check = _verify(w, samples, cfg.size)
     extra = dict(check, backend=repr(be), frames_decoded=st.frames_decoded, frames_delivered=st.frames_delivered, output_size=[cfg.size, cfg.size])
