@@ -9,6 +9,7 @@ __all__ = [
     "EmptyVideoError",
     "FrameIndexError",
     "DecodeError",
+    "DecodeTimeoutError",
     "IndexMismatchError",
 ]
 
@@ -46,6 +47,10 @@ class FrameIndexError(VideoError, IndexError):
 
 class DecodeError(VideoError):
     """Decoding failed or produced a corrupt (concealed) frame."""
+
+
+class DecodeTimeoutError(DecodeError):
+    """Decoding one job took longer than the decode timeout (checked between packets)."""
 
 
 class IndexMismatchError(VideoError):

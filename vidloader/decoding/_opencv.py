@@ -26,12 +26,13 @@ pixels within a few levels); resizing is ``cv2.resize``.
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
 
-from .._errors import DecodeError
-from ..index import VideoMetadata, open_container
+from .._errors import DecodeError, DecodeTimeoutError
+from ..index import VideoMetadata, check_unchanged, open_container
 from ._backend import (
     BackendUnavailableError,
     Capabilities,
@@ -198,9 +199,13 @@ class OpenCVReader:
             self._warned = True
             warnings.warn(f"{self.meta.path}: backend='opencv': {problem}", RuntimeWarning, stacklevel=4)
 
-    def decode_arrays(self, job, emit, counters: DecodeCounters, *, size, rotation, interpolation) -> None:
+    def decode_arrays(self, job, emit, counters: DecodeCounters, *, size, rotation, interpolation, timeout=None) -> None:
+        """``timeout``: seconds the job may take (checked between frames; the seek itself
+        is not interrupted) before it fails with :class:`DecodeTimeoutError`."""
         cv2, cap = self.cv2, self._cap
         wanted = [int(i) for i in job.frames]
+        check_unchanged(self.meta)
+        deadline = None if timeout is None else time.monotonic() + timeout
         want = set(wanted)
         first, last = wanted[0], wanted[-1]
         # Read on from where the capture stands if that is inside this job's GOP, before
@@ -213,6 +218,9 @@ class OpenCVReader:
         dsize = decoded_size(size, rotation)
         inter = _inter(cv2, interpolation)
         for i in range(self._next, last + 1):
+            if deadline is not None and time.monotonic() > deadline:
+                self._next = None
+                raise DecodeTimeoutError(self.meta.path, f"decoding frames {wanted[:8]} took longer than the decode timeout ({timeout:g} s)")
             if not cap.grab():
                 self._next = None
                 raise DecodeError(self.meta.path, f"OpenCV could not decode frame {i}; frames {[f for f in wanted if f >= i][:8]} not delivered")

@@ -21,12 +21,13 @@ the system FFmpeg's shared libraries (``apt-get install ffmpeg``).
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
 
-from .._errors import DecodeError
-from ..index import VideoMetadata
+from .._errors import DecodeError, DecodeTimeoutError
+from ..index import VideoMetadata, check_unchanged
 from ._backend import (
     BackendUnavailableError,
     Capabilities,
@@ -168,9 +169,13 @@ class TorchCodecReader:
             self._decoders.pop(next(iter(self._decoders)))
         return dec
 
-    def decode_arrays(self, job, emit, counters: DecodeCounters, *, size, rotation, interpolation) -> None:
+    def decode_arrays(self, job, emit, counters: DecodeCounters, *, size, rotation, interpolation, timeout=None) -> None:
+        """``timeout``: torchcodec decodes a job in one call that cannot be interrupted;
+        a job that took longer fails with :class:`DecodeTimeoutError` afterwards."""
         meta = self.meta
         wanted = [int(i) for i in job.frames]
+        check_unchanged(meta)
+        t0 = time.monotonic()
         tc_rot = self._tc_rotation or 0
         undo = (rotation - tc_rot) % 360  # clockwise rotation still to apply to torchcodec's output
         out_size = None
@@ -187,6 +192,8 @@ class TorchCodecReader:
             batch = dec.get_frames_at(wanted)
         except Exception as e:
             raise DecodeError(meta.path, f"torchcodec failed decoding frames {wanted[:8]}{'...' if len(wanted) > 8 else ''} ({str(e).splitlines()[0][:300] if str(e) else type(e).__name__})") from None
+        if timeout is not None and time.monotonic() - t0 > timeout:
+            raise DecodeTimeoutError(meta.path, f"decoding frames {wanted[:8]}{'...' if len(wanted) > 8 else ''} took longer than the decode timeout ({timeout:g} s)")
         counters.seeks += 1
         counters.frames_decoded += job.cost  # exact mode decodes every frame from the keyframe
         counters.packets_sent += job.cost

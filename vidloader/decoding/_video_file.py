@@ -102,7 +102,9 @@ class VideoFile:
         return f"VideoFile({m.path!r}, frames={m.num_frames}, {m.width}x{m.height}, codec={m.codec})"
 
     def close(self) -> None:
-        self._reader.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def __enter__(self):
         return self
@@ -147,14 +149,17 @@ class VideoFile:
                 self.counters.frames_delivered += len(rows)
 
             for job in plan.jobs:
+                if self._reader is None:  # closed after a failure: start afresh
+                    self._reader = self.backend.open(meta, skip_nonref=self._skip_nonref)
                 try:
                     self._reader.decode_arrays(
                         job, emit, self.counters, size=size, rotation=rotation, interpolation=self.interpolation
                     )
                 except BaseException:
                     # The decoder state is unknown after a failure: start afresh next call.
+                    # (Reopened at the next call, so that this error is the one raised.)
                     self._reader.close()
-                    self._reader = self.backend.open(meta, skip_nonref=self._skip_nonref)
+                    self._reader = None
                     raise
         pts = meta.pts_seconds[idx] if idx.shape[0] else np.zeros(0)
         return FrameBatch(

@@ -23,12 +23,13 @@ import numpy as np
 from .._errors import (
     DecodeError,
     EmptyVideoError,
+    IndexMismatchError,
     NoVideoStreamError,
     VideoError,
     VideoOpenError,
 )
 
-__all__ = ["VideoMetadata", "probe_video", "open_container"]
+__all__ = ["VideoMetadata", "check_unchanged", "probe_video", "open_container"]
 
 # Frames decoded at index time to check that packet timestamps match decoder output.
 _VERIFY_FRAMES = 6
@@ -122,6 +123,26 @@ def _check_file(path: str) -> os.stat_result:
     return st
 
 
+def check_unchanged(meta: VideoMetadata) -> None:
+    """Raise :class:`IndexMismatchError` if ``meta.path``'s size or mtime differ from the index.
+
+    A file that vanished raises :class:`VideoOpenError` (even while an open handle
+    could still read it); other stat failures are left to the opening code to report.
+    Content rewritten in place with the size and mtime restored is not detected."""
+    try:
+        st = os.stat(meta.path)
+    except FileNotFoundError:
+        raise VideoOpenError(meta.path, "no such file (deleted or moved since it was indexed)") from None
+    except OSError:
+        return
+    if st.st_size != meta.size_bytes or st.st_mtime_ns != meta.mtime_ns:
+        raise IndexMismatchError(
+            meta.path,
+            f"the file changed since it was indexed (size {meta.size_bytes} -> {st.st_size} bytes, "
+            f"mtime_ns {meta.mtime_ns} -> {st.st_mtime_ns}); index it again",
+        )
+
+
 def _discard_others(container, s) -> None:
     """Tell the demuxer to drop other streams' packets early (PyAV >= 15)."""
     discard_all = getattr(getattr(av.stream, "Discard", None), "all", None)
@@ -155,6 +176,8 @@ def open_container(path: str, stream: int | None = None):
             if stream not in videos:
                 raise NoVideoStreamError(path, f"stream {stream} is not a video stream (video streams: {videos})")
             s = container.streams[stream]
+        if s.codec_context is None:
+            raise VideoOpenError(path, f"no decoder for video stream {s.index} (unknown or damaged codec parameters)")
         _discard_others(container, s)
     except BaseException:
         container.close()
