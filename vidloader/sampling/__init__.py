@@ -2,20 +2,31 @@
 
 from ._base import FrameSampler
 from ._biased import RandomChunkStart, VideoThenFrame
+from ._clips import ClipTiles, GroupTiles, ItemSamplingReport, ItemTable, UniformClips, UniformGroups, item_sampling_report
+from ._streams import StreamSampler, StreamSchedule
 from ._report import SamplingReport, design_effect, mean_cluster_size, sampling_report
 from ._tiles import ChunkTiles, GopTiles, TileLayout
 from ._uniform import UniformFrames
 
 __all__ = [
     "ChunkTiles",
+    "ClipTiles",
+    "GroupTiles",
+    "ItemSamplingReport",
+    "ItemTable",
+    "UniformClips",
+    "UniformGroups",
     "FrameSampler",
     "GopTiles",
     "RandomChunkStart",
     "SamplingReport",
+    "StreamSampler",
+    "StreamSchedule",
     "TileLayout",
     "UniformFrames",
     "VideoThenFrame",
     "design_effect",
+    "item_sampling_report",
     "mean_cluster_size",
     "sampling_report",
 ]

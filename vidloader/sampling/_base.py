@@ -37,6 +37,14 @@ class FrameSampler(abc.ABC):
     ``rank`` / ``world_size`` left as ``None`` are read from ``torch.distributed``
     when it is initialised (at construction), else they are 0 / 1.
 
+    **Items.** A request is one *item*: a single frame (``item_shape == ()``, the
+    default), a clip of T frames (``(T,)``) or a camera group (``(K, T)``).
+    :meth:`_global_blocks` yields the flattened global frame ids of whole items
+    (``prod(item_shape)`` ids per item, in item-major order); every length and
+    position (sharding, ``position``, :meth:`num_samples`) counts items.
+    :meth:`item_info` gives optional per-item fields (requested times, sequence
+    starts, ...) for positions of the share.
+
     **Resume** (torchdata ``StatefulDataLoader`` conventions): :meth:`state_dict`
     holds seed, epoch, rank, world_size, drop_last and ``position``, the number
     of requests of this rank's share already consumed in the current epoch (a
@@ -44,6 +52,15 @@ class FrameSampler(abc.ABC):
     batches). :meth:`load_state_dict` restores it; the next pass (``blocks(ds)``,
     or the next ``iter`` of a loader) then starts at ``position``.
     """
+
+    #: shape of one item: () for single frames, (T,) for clips, (K, T) for camera groups
+    item_shape: tuple[int, ...] = ()
+    #: items of one batch form fixed slots (streams): the loader needs ``batch_size``
+    #: equal to this and must not reorder items (``on_error="raise"``); None: no constraint
+    batch_items: int | None = None
+    #: consecutive steps continue each other in the same files: the loader keeps decoders
+    #: open between jobs instead of seeking (see :class:`~vidloader.VideoLoader`)
+    sequential_access: bool = False
 
     def __init__(
         self,
@@ -78,7 +95,27 @@ class FrameSampler(abc.ABC):
 
     @abc.abstractmethod
     def _global_blocks(self, dataset: "VideoDataset") -> Iterator[np.ndarray]:
-        """The whole epoch's global frame ids in order, in int64 blocks."""
+        """The whole epoch's global frame ids in order, in int64 blocks of whole items."""
+
+    def _item_info(self, dataset: "VideoDataset", positions: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Per-item fields for global positions ``positions`` (< the global length); None
+        when the sampler has none (the default)."""
+        return None
+
+    def item_shape_of(self, dataset: "VideoDataset") -> tuple[int, ...]:
+        """The item shape on ``dataset`` (:attr:`item_shape`, unless it depends on the
+        dataset, e.g. the number of cameras of a camera group)."""
+        return tuple(self.item_shape)
+
+    def item_info(self, dataset: "VideoDataset", positions: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Per-item fields (arrays with one leading entry per item) for positions of this
+        rank's share (a position ``p >= num_samples`` is read as ``p mod num_samples``,
+        as the loader's wrapped requests are); None for samplers without such fields."""
+        n, per_rank, lo = self._share(dataset)
+        if n == 0 or per_rank == 0:
+            return None
+        p = np.asarray(positions, dtype=np.int64) % per_rank
+        return self._item_info(dataset, (lo + p) % n)
 
     # -- this process's share ------------------------------------------------------------
 
@@ -97,6 +134,8 @@ class FrameSampler(abc.ABC):
         (default: :attr:`position`). Streams the global order; only the few wrapped
         (padding) ids are held aside."""
         n, per_rank, lo = self._share(dataset)
+        shape = self.item_shape_of(dataset)
+        per = int(np.prod(shape, dtype=np.int64)) if shape else 1
         s = self.position if start is None else int(start)
         if s < 0:
             raise ValueError(f"start must be >= 0, got {s}")
@@ -108,26 +147,30 @@ class FrameSampler(abc.ABC):
         head: list[np.ndarray] = []
         kept = off = 0
         for block in self._global_blocks(dataset):
-            block = np.asarray(block, dtype=np.int64)
+            block = np.asarray(block, dtype=np.int64).reshape(-1, per)  # one row per item
             m = block.shape[0]
             if kept < n_head:
                 head.append(block[: n_head - kept])
                 kept += head[-1].shape[0]
             i, j = max(a - off, 0), min(end - off, m)
             if i < j:
-                yield block[i:j]
+                yield block[i:j].reshape(-1)
             off += m
             if off >= end and kept >= n_head:
                 break
         if b > max(a, n):
             ids = np.concatenate(head)
-            yield ids[(np.arange(max(a, n), b, dtype=np.int64) - n) % n]
+            yield ids[(np.arange(max(a, n), b, dtype=np.int64) - n) % n].reshape(-1)
 
     def order(self, dataset: "VideoDataset") -> np.ndarray:
-        """This process's whole epoch as one array, from position 0 (convenient for small
-        datasets)."""
+        """This process's whole epoch as one array of global frame ids (items flattened),
+        from position 0 (convenient for small datasets)."""
         parts = list(self.blocks(dataset, 0))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def items(self, dataset: "VideoDataset") -> np.ndarray:
+        """:meth:`order` as ``[num_samples, *item_shape]``."""
+        return self.order(dataset).reshape(-1, *self.item_shape_of(dataset))
 
     # -- resume ----------------------------------------------------------------------------
 

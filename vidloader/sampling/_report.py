@@ -30,6 +30,7 @@ import numpy as np
 
 from ._base import FrameSampler
 from ._biased import RandomChunkStart, VideoThenFrame
+from ._clips import ItemSamplingReport, _ItemSampler, item_sampling_report
 from ._tiles import _expand, _Tiles, gop_bounds
 from ._uniform import UniformFrames
 
@@ -680,7 +681,7 @@ def sampling_report(
     rho: float | None = None,
     grad_bound: float = 1.0,
     thumb_size: tuple[int, int] = (16, 16),
-) -> SamplingReport:
+) -> SamplingReport | ItemSamplingReport:
     """Bias and variance of ``sampler`` on ``dataset``, computed rather than sampled.
 
     Bias. For each step ``t`` the exact per-step inclusion probabilities ``pi_t`` (the
@@ -719,6 +720,11 @@ def sampling_report(
     The report describes the sampler's global order (all ranks together, the
     single-process epoch); with ``world_size > 1`` each rank reads a contiguous block of it.
 
+    Clip and camera-group samplers (:class:`UniformClips`, :class:`ClipTiles`,
+    :class:`UniformGroups`, :class:`GroupTiles`) get an :class:`ItemSamplingReport`
+    instead: the per-step inclusion probability of every (video or scene, start) item
+    and the law of frames, computed from the item table.
+
     Args:
         steps: None: every step of the epoch; an int: the first ``steps``; a sequence:
             those steps.
@@ -728,6 +734,8 @@ def sampling_report(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if dataset.num_frames == 0:
         raise ValueError("empty dataset")
+    if isinstance(sampler, _ItemSampler):
+        return item_sampling_report(sampler, dataset, batch_size=batch_size)
     model = _model_for(sampler, dataset, batch_size)
     n = model.n
     chosen = _select_steps(steps, model.num_steps)
