@@ -397,6 +397,11 @@ def test_peer_modes_verify_frames(clips):
         assert r.extra["checked_frames"] == 32 and r.extra["wrong_frames"] == 0, (mode, r.extra)
         if mode == "vidloader-pyav":
             assert r.extra["exact_frames"] == 32
+    # With look-ahead: the whole epoch after its first planning window, frames verified.
+    r = MODES["vidloader-lookahead"].run(w, cfg)
+    assert MODES["vidloader-lookahead"].group == "peers"
+    assert r.images == ds.num_frames and r.extra["timed"] and r.extra["cache_hits"] > 0
+    assert r.extra["wrong_frames"] == 0 and r.extra["exact_frames"] == r.extra["checked_frames"] > 0
     # OpenCV refuses the B-frame file instead of returning wrong frames.
     if _REASONS["opencv"] is None:
         assert "B-frames" in MODES["vidloader-opencv"].run(w, cfg).extra["unavailable"]
@@ -406,7 +411,7 @@ def test_peer_modes_verify_frames(clips):
     assert (check["wrong_frames"], check["exact_frames"]) == (1, 1)
     assert "frame 6" in check["first_wrong"]
     # Only --peers runs them; the default bench does not.
-    assert all(m.group == "main" for n, m in MODES.items() if not n.startswith(("peer-", "vidloader-")))
+    assert all(m.group != "peers" for n, m in MODES.items() if not n.startswith(("peer-", "vidloader-")))
 
 
 def test_torchcodec_without_ffmpeg_libraries_says_so(monkeypatch):

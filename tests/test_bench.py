@@ -46,7 +46,14 @@ def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
     wl = saved["workloads"]["custom"]
     assert wl["files"] == 2 and wl["frames"] == 120
     assert wl["ceiling"]["frames_per_second"] > 0 and len(wl["ceiling"]["ways"]) == 3
-    assert set(wl["modes"]) == {"classic", "exact", "chunk-16", "gop-1"}
+    assert set(wl["modes"]) == {"classic", "exact", "exact-lookahead", "chunk-16", "gop-1"}
+    la = wl["modes"].pop("exact-lookahead")  # the whole epoch timed
+    assert la["images"] == 120 and la["extra"]["timed"] and la["amplification_measured"]
+    assert la["extra"]["warmup_requests"] == 32 and la["extra"]["after_warmup_amplification"] >= 0
+    dry = la["extra"]["dry_run"]
+    assert dry["requests"] == 120 and dry["hit_rate"] * 120 == pytest.approx(la["extra"]["cache_hits"])
+    assert la["extra"]["frames_decoded"] <= dry["amplification"] * 120  # the dry run is an upper bound
+    assert la["extra"]["peak_cache_bytes"] <= la["extra"]["cache_bytes"]
     for name, m in wl["modes"].items():
         assert m["images"] == 16, name  # one round of two timed batches of 8
         assert m["images_per_second"] > 0

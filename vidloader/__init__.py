@@ -10,6 +10,7 @@
 
 from ._errors import (
     DecodeError,
+    DecodeTimeoutError,
     EmptyVideoError,
     FrameIndexError,
     IndexMismatchError,
@@ -18,11 +19,16 @@ from ._errors import (
     VideoOpenError,
 )
 from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile
-from .index import VideoDataset, VideoIndex, VideoMetadata
+from .index import SceneDataset, VideoDataset, VideoIndex, VideoMetadata
 from .loader import Batch, LoaderStats, VideoLoader
 from .sampling import (
     ChunkTiles,
+    ClipTiles,
     FrameSampler,
+    GroupTiles,
+    StreamSampler,
+    UniformClips,
+    UniformGroups,
     GopTiles,
     RandomChunkStart,
     SamplingReport,
@@ -40,6 +46,12 @@ __all__ = [
     "UnsupportedByBackendError",
     "Batch",
     "ChunkTiles",
+    "ClipTiles",
+    "GroupTiles",
+    "SceneDataset",
+    "StreamSampler",
+    "UniformClips",
+    "UniformGroups",
     "GopTiles",
     "RandomChunkStart",
     "SamplingReport",
@@ -47,6 +59,7 @@ __all__ = [
     "design_effect",
     "sampling_report",
     "DecodeError",
+    "DecodeTimeoutError",
     "EmptyVideoError",
     "Frame",
     "FrameBatch",

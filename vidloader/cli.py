@@ -15,6 +15,10 @@ def _bench(args) -> int:
     cfg = BenchConfig(batch_size=args.batch_size, workers=args.workers, seed=args.seed, full=args.full)
     if args.rounds:
         cfg.timed_rounds = args.rounds
+    if args.whole_epoch:
+        cfg.lookahead_timed_max = 1 << 62
+    if args.cache_gb is not None:
+        cfg.cache_bytes = int(args.cache_gb * 1e9)
     run_bench(
         data=args.data or None,
         full=args.full,
@@ -25,6 +29,7 @@ def _bench(args) -> int:
         config=cfg,
         ceiling_seconds=args.ceiling_seconds,
         peers=args.peers,
+        groups=args.groups,
     )
     return 0
 
@@ -132,12 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--workers", type=int, default=2, help="processes/threads per loader (default: %(default)s)")
     b.add_argument("--rounds", type=int, default=None, help="timed rounds (one batch per worker each)")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument(
+        "--whole-epoch",
+        action="store_true",
+        help="time exact-lookahead over the whole epoch on every workload (without it or --full, only epochs up "
+        "to 8192 frames are timed; the 200-video epoch takes about 20 minutes on 2 cores)",
+    )
+    b.add_argument("--cache-gb", type=float, default=None, help="look-ahead budget of exact-lookahead in GB (default: 2)")
     b.add_argument("--ceiling-seconds", type=float, default=4.0, help="wall time of each sequential-decode way")
     b.add_argument(
         "--peers",
         action="store_true",
         help="peer comparison instead of the main modes: torchcodec get_frames_at, decord get_batch and vidloader "
         "with each backend on the exact-uniform stream, every library's frames verified",
+    )
+    b.add_argument(
+        "--groups",
+        action="store_true",
+        help="also run the clip, 6-camera group and stream modes (clips, cams, streams; the last two on a generated "
+        "6-camera scene set): about 3 more minutes on 2 cores. Or name them: --modes clips,cams,streams",
     )
     b.set_defaults(fn=_bench)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._cache import cache_dir
 
-__all__ = ["BenchData", "ClipSpec", "bench_data_dir", "generate_clip", "prepare_bench_data"]
+__all__ = ["BenchData", "ClipSpec", "bench_data_dir", "generate_clip", "prepare_bench_data", "prepare_long_gop_data"]
 
 _VERSION = 1
 
@@ -163,3 +163,25 @@ def prepare_bench_data(
             _link_or_copy(clips[i % distinct_clips], dst)
         many.append(str(dst))
     return BenchData(one_video=[str(one)], many_videos=many, root=root)
+
+
+def prepare_long_gop_data(root: str | os.PathLike | None = None, *, copies: int = 40, distinct_clips: int = 2, log=print) -> list[str]:
+    """Generate (once) the long-GOP workload: ``distinct_clips`` 10 s clips encoded like the
+    bench default but with x264's default keyframe interval (250, no scene cuts), linked to
+    ``copies`` files."""
+    root = Path(root) if root is not None else bench_data_dir()
+    (root / "long-gop").mkdir(parents=True, exist_ok=True)
+    clips = [root / "clips" / f"phone_10s_gop250_{k}.mov" for k in range(distinct_clips)]
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    todo = [(c, ClipSpec(seconds=10.0, gop=250, seed=100 + k)) for k, c in enumerate(clips) if not c.exists()]
+    if todo:
+        log(f"generating {len(todo)} long-GOP sample clip(s) into {root} (once; 1080p H.264, GOP 250)...")
+        with ProcessPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
+            list(pool.map(generate_clip, *zip(*todo)))
+    out = []
+    for i in range(copies):
+        dst = root / "long-gop" / f"clip_{i:03d}.mov"
+        if not dst.exists():
+            _link_or_copy(clips[i % distinct_clips], dst)
+        out.append(str(dst))
+    return out

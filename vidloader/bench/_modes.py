@@ -30,6 +30,8 @@ class BenchConfig:
     seed: int = 0
     full: bool = False
     rho_pairs: int = 32  # thumbnail pairs for the rho proxy (128 with --full)
+    cache_bytes: int = 2_000_000_000  # look-ahead budget of the exact-lookahead mode
+    lookahead_timed_max: int = 8192  # without --full, epochs longer than this get the dry run only
 
 
 @dataclass
@@ -59,15 +61,16 @@ class Mode:
     label: str
     run: Callable[[Workload, BenchConfig], ModeResult]
     full_only: bool = False
-    group: str = "main"  # "peers": run only by ``vidloader bench --peers``
+    group: str = "main"  # "peers": run only by ``vidloader bench --peers``; "groups": by ``--groups`` or by name
+    needs: str = "videos"  # "scenes": runs only on the generated multi-camera scene workload
 
 
 MODES: dict[str, Mode] = {}
 
 
-def register_mode(name: str, label: str, *, full_only: bool = False, group: str = "main"):
+def register_mode(name: str, label: str, *, full_only: bool = False, group: str = "main", needs: str = "videos"):
     def deco(fn):
-        MODES[name] = Mode(name, label, fn, full_only, group)
+        MODES[name] = Mode(name, label, fn, full_only, group, needs)
         return fn
 
     return deco
@@ -182,14 +185,113 @@ def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, sampler=None, *, a
     )
 
 
-@register_mode("exact", "(b) vidloader exact uniform, same augmentations as (a)")
+@register_mode("exact", "(b) vidloader exact uniform, same augmentations as (a), no look-ahead")
 def _exact(w: Workload, cfg: BenchConfig) -> ModeResult:
-    return _vidloader_mode("exact", w, cfg)
+    return _vidloader_mode("exact", w, cfg, cache_bytes=0)
 
 
-@register_mode("exact-noskip", "(b') exact uniform without non-reference skipping", full_only=True)
+@register_mode("exact-noskip", "(b') exact uniform without non-reference skipping, no look-ahead", full_only=True)
 def _exact_noskip(w: Workload, cfg: BenchConfig) -> ModeResult:
-    return _vidloader_mode("exact-noskip", w, cfg, skip_nonref=False)
+    return _vidloader_mode("exact-noskip", w, cfg, skip_nonref=False, cache_bytes=0)
+
+
+@register_mode(
+    "exact-lookahead",
+    "(b+) exact uniform + look-ahead cache (2 GB), decoded to 224x224, augmentations of (a) on it; whole epoch timed",
+)
+def _exact_lookahead(w: Workload, cfg: BenchConfig) -> ModeResult:
+    return lookahead_run("exact-lookahead", w, cfg, transform=classic_like_transform(cfg.size))
+
+
+def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, untimed=None) -> ModeResult:
+    """Exact uniform with the look-ahead cache, decoded to ``cfg.size`` square.
+
+    The dry run is reported for the whole epoch. The timed figure is the whole epoch, from
+    ``iter(loader)`` (planning, file opening and the warm-up included) to its last batch,
+    with A from the counters over the epoch. Also reported: the stretch after a warm-up
+    of the first ``min(capacity, N / 4)`` requests (whole batches), with its own counted
+    A. Epochs longer than ``cfg.lookahead_timed_max`` requests get the dry run only,
+    unless ``cfg.full`` (they take tens of minutes on a small machine). ``untimed(batch)``
+    runs outside the clock."""
+    from ..loader import VideoLoader
+    from ..sampling import UniformFrames
+
+    loader = VideoLoader(
+        w.dataset, UniformFrames(seed=cfg.seed), batch_size=cfg.batch_size, size=(cfg.size, cfg.size),
+        transform=transform, num_workers=cfg.workers, cache_bytes=cfg.cache_bytes,
+    )
+    with loader:
+        dry = loader.plan_stats()
+        extra = {"dry_run": dry.as_dict(), "cache_bytes": cfg.cache_bytes, "decode_size": [cfg.size, cfg.size]}
+        if not (cfg.full or dry.requests <= cfg.lookahead_timed_max):
+            extra["timed"] = False
+            return ModeResult(name, w.name, float("nan"), 0, 0.0, dry.amplification, False, extra=extra)
+        capacity = cfg.cache_bytes // (3 * cfg.size * cfg.size)
+        warm_batches = max(1, -(-min(capacity, dry.requests // 4) // cfg.batch_size))
+        uss = [_uss()]
+        images = 0
+        mark = None  # (seconds, stats) at the end of the warm-up
+        t0 = time.perf_counter()
+        for k, b in enumerate(loader):
+            images += len(b)
+            if untimed is not None or k % 25 == 0:
+                t_s = time.perf_counter()
+                if untimed is not None:
+                    untimed(b)
+                if k % 25 == 0:
+                    uss.append(_uss())
+                t0 += time.perf_counter() - t_s
+            if k + 1 == warm_batches:
+                mark = (time.perf_counter() - t0, loader.stats(), images)
+        seconds = time.perf_counter() - t0
+        uss.append(_uss())
+        st = loader.stats()
+    extra.update(
+        timed=True,
+        frames_decoded=st.frames_decoded,
+        frames_delivered=st.frames_delivered,
+        cache_hits=st.cache_hits,
+        frames_kept=st.frames_kept,
+        peak_cache_bytes=st.peak_cache_bytes,
+        planning_seconds=st.planning_seconds,
+        frames_skipped_nonref=st.frames_skipped,
+        uss_before_mib=uss[0] / 2**20,
+        uss_peak_mib=max(uss) / 2**20,
+    )
+    if mark is not None and images > mark[2]:
+        m_s, m_st, m_img = mark
+        extra.update(
+            warmup_requests=m_img,
+            after_warmup_images_per_second=(images - m_img) / (seconds - m_s),
+            after_warmup_amplification=(st.frames_decoded - m_st.frames_decoded) / (images - m_img),
+        )
+    return ModeResult(name, w.name, images / seconds, images, seconds, st.decode_amplification, True, extra=extra)
+
+
+def _uss() -> int:
+    """Unique set size of this process (decoding threads included), bytes; 0 without psutil."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_full_info().uss)
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+@register_mode("lookahead-sweep", "look-ahead budgets 0.25-4 GB: dry-run A, hit rate, peak bytes (no decoding)", full_only=True)
+def _lookahead_sweep(w: Workload, cfg: BenchConfig) -> ModeResult:
+    from ..loader import VideoLoader
+    from ..sampling import UniformFrames
+
+    sweep = []
+    for gb in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0):
+        with VideoLoader(
+            w.dataset, UniformFrames(seed=cfg.seed), batch_size=cfg.batch_size, size=(cfg.size, cfg.size),
+            num_workers=cfg.workers, cache_bytes=int(gb * 1e9),
+        ) as loader:
+            sweep.append({"budget_gb": gb, **loader.plan_stats().as_dict()})
+    a2 = next(s for s in sweep if s["budget_gb"] == 2.0)
+    return ModeResult("lookahead-sweep", w.name, float("nan"), 0, 0.0, a2["amplification"], False, extra={"sweep": sweep, "timed": False})
 
 
 def _relaxed_mode(name: str, w: Workload, cfg: BenchConfig, sampler) -> ModeResult:

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._modes import BenchConfig, ModeResult, Workload, loader_rounds, register_mode, steady_state
+from ._modes import BenchConfig, ModeResult, Workload, loader_rounds, lookahead_run, register_mode, steady_state
 
 __all__ = ["IDENTITY_TOL", "peer_versions"]
 
@@ -332,7 +332,9 @@ def _peer_decord(w: Workload, cfg: BenchConfig) -> ModeResult:
 # --------------------------------------------------------------------------- vidloader backends
 
 
-def _vidloader_backend(name: str, backend, w: Workload, cfg: BenchConfig, **loader_kwargs) -> ModeResult:
+def _vidloader_backend(name: str, backend, w: Workload, cfg: BenchConfig, *, cache_bytes: int = 0, **loader_kwargs) -> ModeResult:
+    """vidloader with ``backend`` and plain planning (no look-ahead unless ``cache_bytes``),
+    timed like the peers over the same stretch of the request stream."""
     from ..decoding._backend import BackendUnavailableError, get_backend
     from ..loader import VideoLoader
     from ..sampling import UniformFrames
@@ -369,7 +371,7 @@ def _vidloader_backend(name: str, backend, w: Workload, cfg: BenchConfig, **load
         warnings.simplefilter("ignore", RuntimeWarning)  # torchcodec: bilinear resize (noted in extra)
         with VideoLoader(
             w.dataset, UniformFrames(seed=cfg.seed), batch_size=cfg.batch_size, size=(cfg.size, cfg.size),
-            num_workers=cfg.workers, backend=be, **loader_kwargs,
+            num_workers=cfg.workers, backend=be, cache_bytes=cache_bytes, **loader_kwargs,
         ) as loader:
             warmup, timed = loader_rounds(loader, cfg)
             images, seconds = steady_state(loader, warmup=warmup, timed=timed, untimed=take)  # sampling is not timed
@@ -381,12 +383,31 @@ def _vidloader_backend(name: str, backend, w: Workload, cfg: BenchConfig, **load
     return ModeResult(name, w.name, images / seconds, images, seconds, st.decode_amplification, True, extra)
 
 
-@register_mode("vidloader-pyav", "vidloader exact uniform, backend='pyav', straight to 224x224", group="peers")
+@register_mode("vidloader-pyav", "vidloader exact uniform, backend='pyav', plain planning, straight to 224x224", group="peers")
 def _vl_pyav(w: Workload, cfg: BenchConfig) -> ModeResult:
     return _vidloader_backend("vidloader-pyav", "pyav", w, cfg)
 
 
-@register_mode("vidloader-torchcodec", "vidloader exact uniform, backend='torchcodec', straight to 224x224", group="peers")
+@register_mode(
+    "vidloader-lookahead",
+    "vidloader exact uniform + look-ahead (2 GB), backend='pyav', straight to 224x224; whole epoch (--whole-epoch)",
+    group="peers",
+)
+def _vl_lookahead(w: Workload, cfg: BenchConfig) -> ModeResult:
+    rng = np.random.default_rng(cfg.seed + 17)
+    samples = []
+
+    def take(batch) -> None:
+        for r in _sample_rows(rng, len(batch)).tolist():
+            samples.append((int(batch.video[r]), int(batch.index[r]), batch.data[r].permute(1, 2, 0).numpy().copy()))
+
+    r = lookahead_run("vidloader-lookahead", w, cfg, untimed=take)
+    if samples:
+        r.extra.update(_verify(w, samples, cfg.size))
+    return r
+
+
+@register_mode("vidloader-torchcodec", "vidloader exact uniform, backend='torchcodec', plain planning, straight to 224x224", group="peers")
 def _vl_torchcodec(w: Workload, cfg: BenchConfig) -> ModeResult:
     return _vidloader_backend("vidloader-torchcodec", "torchcodec", w, cfg, interpolation="bilinear")
 

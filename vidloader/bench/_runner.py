@@ -10,9 +10,10 @@ from pathlib import Path
 
 from ..index import VideoDataset
 from ._ceiling import measure_ceiling
-from ._data import prepare_bench_data
+from ._data import prepare_bench_data, prepare_long_gop_data
 from ._machine import describe_machine
 from . import _peers  # noqa: F401  (registers the peer modes, group "peers")
+from ._group_modes import prepare_scene_data  # (registers clips, streams, cams: group "groups")
 from ._modes import MODES, BenchConfig, ModeResult, Workload
 
 __all__ = ["run_bench"]
@@ -38,9 +39,13 @@ def run_bench(
     config: BenchConfig | None = None,
     ceiling_seconds: float = 4.0,
     peers: bool = False,
+    groups: bool = False,
 ) -> dict:
     """Run the bench; returns the results dict (also written to ``json_path``).
-    ``peers``: run the peer comparison (modes of group "peers") instead of the main modes."""
+    ``peers``: run the peer comparison (modes of group "peers") instead of the main modes.
+    ``groups``: also run the clip, camera-group and stream modes (group "groups"; they can
+    be named in ``modes`` too). Modes that need scenes run on a generated 6-camera scene
+    set (its own workload, "6-camera scenes"), the others on the video workloads."""
     console = _console()
     cfg = config or BenchConfig(full=full)
     if full:
@@ -53,6 +58,8 @@ def run_bench(
     )
     group = "peers" if peers else "main"
     names = modes or [n for n, m in MODES.items() if m.group == group and (full or not m.full_only)]
+    if groups and not peers:
+        names = list(dict.fromkeys(list(names) + [n for n, m in MODES.items() if m.group == "groups"]))
     unknown = [n for n in names if n not in MODES]
     if unknown:
         raise ValueError(f"unknown mode(s) {unknown}; available: {', '.join(MODES)}")
@@ -63,16 +70,33 @@ def run_bench(
     else:
         bd = prepare_bench_data(log=console.print)
         wl_paths = {"one video": bd.one_video, "200 videos": bd.many_videos}
+        if full or any(w.startswith("long") for w in workloads or ()):
+            wl_paths["long GOP"] = prepare_long_gop_data(log=console.print)
+    scene_roots: dict = {}
+    if any(MODES[n].needs == "scenes" for n in names):
+        if data:
+            console.print("  (the camera-group and stream modes run on the generated scene set, not on given files)")
+        sd = prepare_scene_data(log=console.print)
+        wl_paths["6-camera scenes"] = sd.paths
+        scene_roots["6-camera scenes"] = sd.root
     if workloads:
         wl_paths = {k: v for k, v in wl_paths.items() if any(k.startswith(w) for w in workloads)}
 
     results: dict = {"machine": machine, "config": asdict(cfg), "workloads": {}}
-    if peers:
+    if peers or any(MODES[n].group == "peers" for n in names):
         results["peer_versions"] = _peers.peer_versions()
         console.print(f"[bold]peers[/bold]: {results['peer_versions']}")
     for wname, paths in wl_paths.items():
+        wl_names = [n for n in names if (MODES[n].needs == "scenes") == (wname in scene_roots)]
+        if not wl_names:
+            continue
         console.print(f"\n[bold]workload: {wname}[/bold] ({len(paths)} file(s))")
-        ds = VideoDataset(paths, progress=True, num_workers=cfg.workers)
+        if wname in scene_roots:
+            from ..index import SceneDataset
+
+            ds = SceneDataset(scene_roots[wname], progress=True, num_workers=cfg.workers)
+        else:
+            ds = VideoDataset(paths, progress=True, num_workers=cfg.workers)
         gops = [float(g) for m in ds.videos[:1] for g in [m.gop_sizes().mean()]]
         console.print(f"  {ds.num_videos} videos, {ds.num_frames} frames, {ds.videos[0].width}x{ds.videos[0].height}, mean GOP {gops[0]:.1f}")
         ceiling = measure_ceiling(paths, seconds=ceiling_seconds, processes=cfg.workers, size=(cfg.size, cfg.size))
@@ -83,11 +107,41 @@ def run_bench(
         )
         w = Workload(wname, paths, ds, ceiling.frames_per_second, ceiling.decode_only_fps)
         entry = {"files": len(paths), "frames": ds.num_frames, "ceiling": asdict(ceiling), "modes": {}}
-        for name in names:
+        one = results["workloads"].get("one video", {}).get("modes", {}).get("classic")
+        if one:
+            entry["classic_one_video_ips"] = one["images_per_second"]
+        for name in wl_names:
             console.print(f"  running {name}: {MODES[name].label} ...")
             r = MODES[name].run(w, cfg)
             entry["modes"][name] = _summarise(r, w, entry)
             console.print(f"    {r.images_per_second:.1f} images/s, A={r.decode_amplification:.2f}")
+            x = r.extra
+            if "dry_run" in x:
+                console.print(f"    dry run ({x['cache_bytes'] / 1e9:g} GB): {_dry_line(x['dry_run'])}")
+                if x.get("timed"):
+                    console.print(
+                        f"    whole epoch, counters: A={r.decode_amplification:.2f}, {x['cache_hits']} cache hits, "
+                        f"{x['frames_kept']} frames kept, peak cache {x['peak_cache_bytes'] / 1e9:.2f} GB, "
+                        f"process USS {x['uss_before_mib']:.0f} -> peak {x['uss_peak_mib']:.0f} MiB; "
+                        f"x ceiling {r.images_per_second / w.ceiling_fps:.3f}"
+                    )
+                    if "after_warmup_images_per_second" in x:
+                        console.print(
+                            f"    after a warm-up of {x['warmup_requests']} requests: {x['after_warmup_images_per_second']:.1f} "
+                            f"images/s, A={x['after_warmup_amplification']:.2f} (counted over that stretch)"
+                        )
+                else:
+                    console.print("    not timed: this epoch is long; `vidloader bench --full` times it")
+            for row in x.get("sweep", ()):
+                console.print(f"    budget {row['budget_gb']:g} GB: {_dry_line(row)}")
+            if "clips_per_second" in r.extra:
+                x = r.extra
+                console.print(
+                    f"    {x['clips_per_second']:.2f} clips/s (item {x['item_shape']}), {x['frames_per_second']:.1f} frames/s, "
+                    f"x ceiling {r.images_per_second / w.ceiling_fps:.3f} (decoded frames/s: "
+                    f"x {r.images_per_second * r.decode_amplification / w.ceiling_fps:.3f}), seeks {x['seeks']}"
+                    + (f", {x['open_decoders']} open decoders, RSS +{x['rss_growth_mib']:.0f} MiB" if "open_decoders" in x else "")
+                )
             if "wrong_frames" in r.extra or "unavailable" in r.extra:
                 x = r.extra
                 console.print(f"    {x['unavailable']}" if "unavailable" in x else f"    verified {x['checked_frames']} frames: {x['wrong_frames']} wrong, {x['exact_frames']} bit exact")
@@ -106,6 +160,13 @@ def run_bench(
     return results
 
 
+def _dry_line(d: dict) -> str:
+    return (
+        f"A={d['amplification']:.2f} (no look-ahead {d['plain_amplification']:.2f}; planned estimate), "
+        f"hit rate {d['hit_rate']:.1%}, peak cache {d['peak_cache_bytes'] / 1e9:.2f} GB, planned in {d['seconds']:.1f} s"
+    )
+
+
 def _summarise(r: ModeResult, w: Workload, entry: dict) -> dict:
     d = asdict(r)
     d["ratio_to_ceiling"] = r.images_per_second / w.ceiling_fps
@@ -114,7 +175,9 @@ def _summarise(r: ModeResult, w: Workload, entry: dict) -> dict:
     # Decoded frames/s can't beat sequential decoding by much: if it does, something is
     # miscounted. Only delivered frames are converted, so the bound is the decode-only rate.
     d["decoded_per_second"] = r.images_per_second * r.decode_amplification
-    d["consistent"] = d["decoded_per_second"] <= 1.1 * max(w.ceiling_fps, w.decode_only_fps)
+    d["consistent"] = not r.images or d["decoded_per_second"] <= 1.1 * max(w.ceiling_fps, w.decode_only_fps)
+    one = entry.get("classic_one_video_ips")
+    d["ratio_to_classic_one_video"] = r.images_per_second / one if one else None
     return d
 
 
@@ -135,6 +198,10 @@ def _print_table(console, results: dict) -> None:
             tv = f"{x['tv_max_per_step']:.3g}" if "tv_max_per_step" in x else "0 (exact)" if name.startswith("exact") else ""
             beff = f"{x['effective_batch_size']:.1f}" if x.get("effective_batch_size") is not None else ""
             ok = "ok" if d["consistent"] else "FAIL"
+            if not d["images"]:
+                a = f"{d['decode_amplification']:.2f} (dry run)"
+                t.add_row(wname, name, "not timed", "", "", a, tv, beff, "")
+                continue
             t.add_row(wname, name, f"{d['images_per_second']:.1f}", rc, f"{d['ratio_to_ceiling']:.3f}", a, tv, beff, ok)
         t.add_section()
     console.print(t)
@@ -158,7 +225,8 @@ def _plot(results: dict, path) -> None:
     for k, wname in enumerate(wls):
         e = results["workloads"][wname]
         xs = [i + k * width for i in range(len(modes))]
-        ys = [e["modes"].get(m, {}).get("images_per_second", 0) for m in modes]
+        ys = [e["modes"].get(m, {}).get("images_per_second", 0) or 0 for m in modes]
+        ys = [0 if y != y else y for y in ys]  # modes with a dry run only
         bars = ax.bar(xs, ys, width, label=wname)
         ax.axhline(e["ceiling"]["frames_per_second"], ls="--", lw=1, color=bars.patches[0].get_facecolor(), label=f"{wname}: sequential ceiling")
     ax.set_xticks([i + width * (len(wls) - 1) / 2 for i in range(len(modes))], modes, rotation=30, ha="right")
@@ -182,6 +250,41 @@ def _plot(results: dict, path) -> None:
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    _plot_sweep(results, Path(path).with_name(Path(path).stem + "-lookahead.png"), plt)
+
+
+def _plot_sweep(results: dict, path: Path, plt) -> None:
+    """Look-ahead budget sweep: dry-run A and hit rate against the budget, with the timed
+    exact-lookahead run (images/s, counted A) where there is one."""
+    rows = {w: e["modes"]["lookahead-sweep"]["extra"]["sweep"] for w, e in results["workloads"].items() if "lookahead-sweep" in e["modes"]}
+    if not rows:
+        return
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for wname, sweep in rows.items():
+        pts = [r for r in sweep if r["budget_gb"] > 0]
+        gb = [r["budget_gb"] for r in pts]
+        line = ax.plot(gb, [r["amplification"] for r in pts], "o-", label=f"{wname}: dry run")[0]
+        ax.axhline(sweep[0]["amplification"], ls=":", lw=1, color=line.get_color(), label=f"{wname}: no look-ahead")
+        e = results["workloads"][wname]["modes"].get("exact-lookahead")
+        if e and e.get("images"):
+            gbt = e["extra"]["cache_bytes"] / 1e9
+            ax.plot([gbt], [e["decode_amplification"]], "*", ms=12, color=line.get_color(), label=f"{wname}: counted, whole epoch")
+            ax2.plot([gbt], [e["images_per_second"]], "*", ms=12, color=line.get_color(), label=f"{wname}: exact-lookahead")
+            ax2.axhline(results["workloads"][wname]["ceiling"]["frames_per_second"], ls="--", lw=1, color=line.get_color(), label=f"{wname}: sequential ceiling")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("look-ahead budget (GB)")
+    ax.set_ylabel("A: frames decoded per frame delivered")
+    ax.set_title("look-ahead: decode amplification vs budget (exact uniform)")
+    ax.legend(fontsize=7)
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("look-ahead budget (GB)")
+    ax2.set_ylabel("images/s (whole epoch)")
+    ax2.set_title("timed runs")
+    ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

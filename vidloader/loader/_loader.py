@@ -27,8 +27,9 @@ from ..decoding import DecodeCounters
 from ..decoding._backend import Backend, BackendName, get_backend
 from ..decoding._pyav import Interpolation, check_interpolation
 from ..index import VideoDataset
-from ..planning import DecodeJob, plan_requests
+from ..planning import DecodeJob, LookaheadStats, Plan, entry_keyframes, plan_lookahead, plan_requests
 from ..sampling import FrameSampler, UniformFrames
+from ._frame_cache import FrameCache, SegmentPlan, default_cache_bytes, frame_key
 
 __all__ = ["Batch", "LoaderStats", "VideoLoader"]
 
@@ -37,13 +38,31 @@ OnError = Literal["raise", "skip"]
 
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """A batch: ``data`` uint8 [B, 3, H, W] (or the transform's output), and per item the
-    ``video`` id, frame ``index`` and ``pts_seconds``."""
+    """A batch of B items: ``data`` uint8 [B, *item_shape, 3, H, W] (or the transform's
+    output), and per frame the ``video`` id, frame ``index`` and ``pts_seconds``, each
+    [B, *item_shape]. ``item_shape`` is the sampler's (``sampler.item_shape_of(dataset)``,
+    also ``loader.item_shape``): () for frames, (T,) for clips, (K, T) for camera groups.
+
+    ``info``: per-item fields that the sampler provides (empty for frame samplers), as
+    tensors with leading dimension B, e.g. ``target_seconds`` and ``align_error``
+    ([B, *item_shape], seconds; error = requested time minus the delivered frame's
+    pts), ``misaligned`` (bool [B, *item_shape]), ``seq_start`` (bool [B]: the item
+    opens a new sequence of a stream), ``padded`` (bool [B]). :attr:`align_error` and
+    :attr:`seq_start` read them (None when absent)."""
 
     data: torch.Tensor
     video: torch.Tensor
     index: torch.Tensor
     pts_seconds: torch.Tensor
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def align_error(self) -> torch.Tensor | None:
+        return self.info.get("align_error")
+
+    @property
+    def seq_start(self) -> torch.Tensor | None:
+        return self.info.get("seq_start")
 
     def __len__(self) -> int:
         return int(self.video.shape[0])
@@ -53,16 +72,24 @@ class Batch:
 class LoaderStats:
     """Counters since the loader was created (or restored by ``load_state_dict``).
     ``decode_amplification`` = frames decoded per frame delivered (1.0 is sequential
-    decoding). ``padded``: items delivered from requests wrapped around to the start of
-    this rank's share, to keep the epoch's batch count after skipped errors
-    (``even_batches``)."""
+    decoding). ``items_delivered`` counts items (frames, clips or camera groups;
+    ``frames_delivered`` counts their frames). ``padded``: items delivered from requests
+    wrapped around to the start of this rank's share, to keep the epoch's batch count
+    after skipped errors (``even_batches``). Look-ahead: ``cache_hits`` requests served
+    from the cache, ``frames_kept`` frames decoded ahead and kept, ``peak_cache_bytes``
+    the most the cache held, ``planning_seconds`` time spent planning."""
 
     batches: int = 0
     frames_delivered: int = 0
+    items_delivered: int = 0
     frames_decoded: int = 0
     packets_sent: int = 0
     frames_skipped: int = 0
     seeks: int = 0
+    cache_hits: int = 0
+    frames_kept: int = 0
+    peak_cache_bytes: int = 0
+    planning_seconds: float = 0.0
     errors_skipped: int = 0
     padded: int = 0
     seconds: float = 0.0
@@ -73,12 +100,17 @@ class LoaderStats:
         return self.frames_delivered / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def items_per_second(self) -> float:
+        return self.items_delivered / self.seconds if self.seconds > 0 else 0.0
+
+    @property
     def decode_amplification(self) -> float:
         return self.frames_decoded / self.frames_delivered if self.frames_delivered else float("nan")
 
     def as_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["images_per_second"] = self.images_per_second
+        d["items_per_second"] = self.items_per_second
         d["decode_amplification"] = self.decode_amplification
         return d
 
@@ -91,24 +123,28 @@ class LoaderStats:
 
 
 class _IdStream:
-    """The sampler's ids, consumed in order by batches and by replacements for skipped items.
-    ``pos`` is the position (in this rank's share) of the next id."""
+    """The sampler's items (``per`` frame ids each), consumed in order by batches and by
+    replacements for skipped items. ``pos`` is the position (in this rank's share) of the
+    next item; :meth:`take` and :meth:`peek` count items and return flattened frame ids."""
 
-    def __init__(self, blocks: Iterator[np.ndarray], pos: int = 0):
+    def __init__(self, blocks: Iterator[np.ndarray], pos: int = 0, per: int = 1):
         self._blocks = iter(blocks)
         self._buf = np.zeros(0, dtype=np.int64)
         self.pos = pos
+        self.per = per
 
     def take(self, n: int, limit: int | None = None) -> np.ndarray:
-        """The next ``n`` ids (fewer at the end), not reaching past position ``limit``."""
+        """The frame ids of the next ``n`` items (fewer at the end), not reaching past
+        position ``limit``."""
         if limit is not None:
             n = max(0, min(n, limit - self.pos))
-        out = self._take(n)
-        self.pos += out.shape[0]
+        out = self._take(n * self.per)
+        self.pos += out.shape[0] // self.per
         return out
 
     def peek(self, n: int) -> np.ndarray:
-        """Up to ``n`` next ids, not consumed."""
+        """The frame ids of up to ``n`` next items, not consumed."""
+        n *= self.per
         while self._buf.shape[0] < n:
             block = next(self._blocks, None)
             if block is None:
@@ -134,17 +170,34 @@ class _IdStream:
 
 @dataclass
 class _Pending:
-    start: int  # position of row 0 in this rank's share (row r is at start + r)
+    # Rows are frames; item k of the window is rows [k * per, (k + 1) * per).
+    start: int  # position of item 0 in this rank's share (item k is at start + k)
     ids: np.ndarray
     videos: np.ndarray
     frames: np.ndarray
     out: torch.Tensor
     futures: list[Future]
     failed: np.ndarray  # bool per row, filled in when jobs finish
+    cached: list = field(default_factory=list)  # (row, key): rows served from the look-ahead cache
 
 
 class VideoLoader:
     """Batches of decoded frames for training, in exactly the sampler's order.
+
+    Items: a batch holds ``batch_size`` items of the sampler's ``item_shape`` (frames,
+    clips ``(T,)``, camera groups ``(K, T)``): ``data`` is [B, *item_shape, 3, H, W]. An
+    item fails when any of its frames fails; ``on_error="skip"`` then replaces the whole
+    item by the next item of the order (counted once in ``errors_skipped``).
+
+    Sequential samplers (``sampler.sequential_access``, e.g.
+    :class:`~vidloader.StreamSampler`): the requests of one video in a planning window
+    become one decode job per forward run, a video's jobs run in order, and its decoder
+    stays open between jobs: a job that starts where the previous job of that video
+    ended continues decoding without a seek (``stats().seeks`` counts the seeks that
+    remain). Each open decoder holds its reference frames (30-50 MB at 1080p); at most
+    ``max(64, 2 * batch_size * K)`` stay open (K cameras per item, else 1), least
+    recently used closed first. Samplers with fixed slots (``sampler.batch_items``)
+    need ``batch_size`` equal to it and ``on_error="raise"``.
 
     Args:
         dataset: the videos.
@@ -185,6 +238,23 @@ class VideoLoader:
         backend: ``"pyav"`` (default, bit exact), ``"torchcodec"`` or ``"opencv"`` (optional
             extras), or a backend object. Files the backend cannot decode exactly fail with
             ``UnsupportedByBackendError`` (a :class:`VideoError`, handled per ``on_error``).
+        decode_timeout: seconds one decode job (one GOP of one file) may take; a job
+            that runs longer fails with ``DecodeTimeoutError`` (a ``DecodeError``, handled
+            per ``on_error``: its frames are raised or skipped). Checked between packets
+            in the decoding thread: a read blocked inside the operating system is not
+            interrupted. None (default): no limit.
+        cache_bytes: the look-ahead cache's byte budget (frames kept at the output
+            size, ``3 * H * W`` bytes each). The epoch's order is known, so when a GOP
+            is decoded the loader keeps the frames that later requests of the order
+            want, as planned by :func:`~vidloader.planning.plan_lookahead` (which frames,
+            until when, and how deep to decode, with the peak held bytes within the
+            budget, counted from decode through delivery). Delivered batches are the
+            same, bit for bit and in order, as with the cache off; only what is decoded
+            when changes. ``None`` (default): min(2 GB, 10% of the memory available);
+            0 turns it off. Applies to single-frame samplers; the plan covers segments
+            of ``max(65536, 8 * capacity)`` requests of this rank's share, planned when
+            the loader reaches them (the next one in the background while this one is
+            decoded); :meth:`plan_stats` shows the figures without decoding.
 
     Distributed: the sampler gives this rank's share of the epoch (see
     :class:`~vidloader.sampling.FrameSampler`); every rank has the same ``len(loader)``.
@@ -224,7 +294,12 @@ class VideoLoader:
         rotate: bool = True,
         max_open_files: int = 256,
         backend: BackendName | Backend = "pyav",
+        decode_timeout: float | None = None,
+        cache_bytes: int | None = None,
     ):
+        if decode_timeout is not None and not decode_timeout > 0:
+            raise ValueError(f"decode_timeout must be > 0 seconds or None, got {decode_timeout!r}")
+        self.decode_timeout = None if decode_timeout is None else float(decode_timeout)
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error={on_error!r} is not one of 'raise', 'skip'")
         if batch_size < 1:
@@ -234,6 +309,16 @@ class VideoLoader:
         self.dataset = dataset
         self.sampler = sampler if sampler is not None else UniformFrames(seed=0)
         self.batch_size = int(batch_size)
+        shape_of = getattr(self.sampler, "item_shape_of", None)
+        self.item_shape = tuple(int(x) for x in (shape_of(dataset) if shape_of else getattr(self.sampler, "item_shape", ())))
+        self._per = int(np.prod(self.item_shape, dtype=np.int64)) if self.item_shape else 1
+        slots = getattr(self.sampler, "batch_items", None)
+        if slots is not None and (self.batch_size != int(slots) or on_error != "raise"):
+            raise ValueError(
+                f"{type(self.sampler).__name__} fills {slots} fixed slots per batch: it needs "
+                f"batch_size={slots} (got {self.batch_size}) and on_error='raise' (got {on_error!r})"
+            )
+        self._sequential = bool(getattr(self.sampler, "sequential_access", False))
         self.rotate = rotate
         self.size = tuple(size) if size is not None else self._common_size()
         self.transform = transform
@@ -259,11 +344,25 @@ class VideoLoader:
             self._batches = None
         self.interpolation = check_interpolation(interpolation)
         self.backend = get_backend(backend)
-        self._readers = self.backend.reader_pool(dataset.videos, max_open=max_open_files, skip_nonref=skip_nonref)
+        pool_kw = {}
+        if self._sequential and getattr(self.backend, "supports_continuation", False):
+            # one open decoder per video a batch touches, twice over (sequences ending and starting)
+            touched = self.batch_size * (self.item_shape[0] if len(self.item_shape) == 2 else 1)
+            pool_kw = {"continuation": True, "max_cursors": max(64, 2 * touched)}
+        self._readers = self.backend.reader_pool(dataset.videos, max_open=max_open_files, skip_nonref=skip_nonref, **pool_kw)
         self._pool: ThreadPoolExecutor | None = None
         self._stats = LoaderStats()
         self._lock = threading.Lock()
         self._bad_videos: dict[int, VideoError] = {}
+        self.cache_bytes = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
+        if self.cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be >= 0 (0: no look-ahead), got {cache_bytes}")
+        self._capacity = self.cache_bytes // (3 * self.size[0] * self.size[1])
+        self._lookahead = self._capacity > 0 and self._per == 1 and not self._sequential
+        self._cache: FrameCache | None = None
+        self._segment: SegmentPlan | None = None
+        self._next_segment: tuple[int, Future] | None = None
+        self._planner_pool: ThreadPoolExecutor | None = None
 
     # -- public -------------------------------------------------------------------------
 
@@ -328,6 +427,9 @@ class VideoLoader:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._planner_pool is not None:
+            self._planner_pool.shutdown(wait=True, cancel_futures=True)
+            self._planner_pool = None
         self._readers.close()
 
     def __enter__(self):
@@ -340,6 +442,8 @@ class VideoLoader:
         try:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._planner_pool is not None:
+                self._planner_pool.shutdown(wait=False, cancel_futures=True)
         except Exception:
             pass
 
@@ -371,7 +475,11 @@ class VideoLoader:
         even = self.even_batches
         n_batches = len(self)
         total = n_batches * bs if self.drop_last else n  # items an error-free epoch delivers
-        ids = _IdStream(self._share_stream(start, n, wrap=even), start)
+        ids = _IdStream(self._share_stream(start, n, wrap=even), start, self._per)
+        # A pass has its own cache: jobs of an abandoned pass still running put into theirs.
+        self._cache = FrameCache() if self._lookahead else None
+        self._segment = self._next_segment = None
+        self._kept_seen = 0
         inflight: deque[_Pending] = deque()
         ready: deque[tuple[_Pending, np.ndarray]] = deque()  # (chunk, its good rows not yet used)
         n_ready = 0
@@ -424,7 +532,8 @@ class VideoLoader:
                 padded = sum(int((c.start + rows >= n).sum()) for c, rows in parts)
                 with self._lock:
                     self._stats.batches += 1
-                    self._stats.frames_delivered += len(batch)
+                    self._stats.frames_delivered += len(batch) * self._per
+                    self._stats.items_delivered += len(batch)
                     self._stats.padded += padded
                     self._stats.seconds += time.perf_counter() - t_start
                     self.sampler.position = consumed
@@ -435,6 +544,10 @@ class VideoLoader:
             for p in inflight:
                 for f in p.futures:
                     f.cancel()
+            if self._sequential:
+                getattr(self._readers, "forget", lambda: None)()
+            if self._cache is not None:
+                self._cache.clear()
 
     # -- internals ----------------------------------------------------------------------
 
@@ -455,10 +568,12 @@ class VideoLoader:
 
     def _submit_next(self, ids: _IdStream, inflight: deque, limit: int | None, n: int | None = None) -> bool:
         start = ids.pos
+        if self._cache is not None and n is None and limit is not None and start < limit:
+            return self._submit_planned(ids, inflight, limit)
         g = ids.take(self.batch_size * self.plan_batches if n is None else n, limit)
         if g.shape[0] == 0:
             return False
-        if n is None:
+        if n is None and self._per == 1:
             # Don't cut a run of consecutive frames of one GOP (a tiling chunk) at the
             # window's end: the next window would decode that GOP again.
             extra = self._gop_run(int(g[-1]), ids.peek(self._max_gop))
@@ -466,6 +581,96 @@ class VideoLoader:
                 g = np.concatenate([g, ids.take(extra, limit)])
         inflight.append(self._start(g, start))
         return True
+
+    def _submit_planned(self, ids: _IdStream, inflight: deque, limit: int) -> bool:
+        """Submit the next window of the look-ahead plan. Windows are exactly the plan's.
+        The next segment is planned in the background while this one is decoded."""
+        start = ids.pos
+        seg = self._segment
+        if seg is None or start >= seg.end:
+            nxt = self._next_segment
+            if nxt is not None and nxt[0] == start:
+                seg = nxt[1].result()
+            else:
+                seg = self._plan_segment(start, ids.peek(min(self._segment_length(), limit - start)))
+            self._segment, self._next_segment = seg, None
+            if seg is None:
+                return False
+            with self._lock:
+                self._stats.planning_seconds += seg.plan.seconds
+            if seg.end < limit:
+                ahead = ids.peek(seg.end - start + min(self._segment_length(), limit - seg.end))[seg.end - start :]
+                self._next_segment = (seg.end, self._planner().submit(self._plan_segment, seg.end, ahead))
+        off = start - seg.start
+        g = ids.take(min(seg.plan.window, seg.end - start), limit)
+        if g.shape[0] == 0:
+            return False
+        inflight.append(self._start(g, start, planned=(seg, off)))
+        return True
+
+    def _plan_segment(self, start: int, g: np.ndarray) -> SegmentPlan | None:
+        if g.shape[0] == 0:
+            return None
+        videos, frames = self.dataset.locate(g)
+        plan = plan_lookahead(
+            videos, frames, self.dataset.videos,
+            window=self.batch_size * self.plan_batches, capacity=self._capacity, ahead=self._windows_in_flight,
+        )
+        return SegmentPlan(start, plan, videos, frames)
+
+    def _planner(self) -> ThreadPoolExecutor:
+        if self._planner_pool is None:
+            self._planner_pool = ThreadPoolExecutor(1, thread_name_prefix="vidloader-plan")
+        return self._planner_pool
+
+    def _segment_length(self) -> int:
+        return max(65536, 8 * self._capacity)
+
+    def plan_stats(self, epoch: int | None = None) -> LookaheadStats:
+        """The look-ahead figures of this rank's whole epoch (default: the current one),
+        from the index and the order alone, without decoding: frames decoded per
+        request (frames from the keyframe to the deepest frame of each GOP decode;
+        the decoders' count differs by frame reordering and non-reference skipping),
+        the same without look-ahead, the hit rate and the peak cache bytes. Planned
+        like :meth:`__iter__` plans a pass from the epoch's start, in the same segments
+        and windows."""
+        frame_bytes = 3 * self.size[0] * self.size[1]
+        window = self.batch_size * self.plan_batches
+        decoded = plain = hits = peak = 0
+        seconds = 0.0
+        old = self.sampler.epoch
+        if epoch is not None:
+            self.sampler.epoch = int(epoch)
+        try:  # the sampler's blocks are generated lazily: keep the epoch set while reading them
+            n = self.sampler.num_samples(self.dataset)
+            ids = _IdStream(self.sampler.blocks(self.dataset, 0), 0, self._per)
+            while ids.pos < n:
+                g = ids.take(self._segment_length(), n)
+                if g.shape[0] == 0:
+                    break
+                videos, frames = self.dataset.locate(g)
+                plan = plan_lookahead(
+                    videos, frames, self.dataset.videos,
+                    window=window, capacity=self._capacity if self._lookahead else 0, ahead=self._windows_in_flight,
+                )
+                decoded += int(plan.decoded.sum())
+                plain += int(plan.plain_decoded.sum())
+                hits += int(plan.hit.sum())
+                peak = max(peak, int(plan.occupancy.max(initial=0)))
+                seconds += plan.seconds
+        finally:
+            self.sampler.epoch = old
+        req = max(n, 1)
+        return LookaheadStats(
+            requests=n,
+            amplification=decoded / req,
+            plain_amplification=plain / req,
+            hit_rate=hits / req,
+            peak_cache_frames=peak,
+            peak_cache_bytes=peak * frame_bytes,
+            budget_bytes=self.cache_bytes if self._lookahead else 0,
+            seconds=seconds,
+        )
 
     def _gop_run(self, last: int, upcoming: np.ndarray) -> int:
         """How many of ``upcoming`` ids continue frame ``last`` frame by frame inside its GOP."""
@@ -495,8 +700,12 @@ class VideoLoader:
             yield from self.sampler.blocks(self.dataset, s)
             s = 0
 
-    def _start(self, g: np.ndarray, start: int) -> _Pending:
-        videos, frames = self.dataset.locate(g)
+    def _start(self, g: np.ndarray, start: int, planned: tuple[SegmentPlan, int] | None = None) -> _Pending:
+        if planned is not None:
+            seg, off = planned
+            videos, frames = seg.videos[off : off + g.shape[0]], seg.frames[off : off + g.shape[0]]
+        else:
+            videos, frames = self.dataset.locate(g)
         h, w = self.size
         out = torch.empty((g.shape[0], 3, h, w), dtype=torch.uint8, pin_memory=self.pin_memory)
         failed = np.zeros(g.shape[0], dtype=bool)
@@ -507,41 +716,78 @@ class VideoLoader:
         for r in np.flatnonzero(~live):
             failed[r] = True
             pending.futures.append(_done((self._bad_videos[int(videos[r])], [int(r)], int(videos[r]), DecodeCounters())))
+        keep_v = keep_f = np.zeros(0, dtype=np.int64)
+        if planned is not None:
+            # Rows the plan serves from the cache are filled when the window finishes
+            # (their producing windows are earlier, so finished by then).
+            hit = seg.plan.hit[off : off + g.shape[0]]
+            pending.cached = [(int(r), frame_key(videos[r], frames[r])) for r in np.flatnonzero(hit)]
+            live &= ~hit
+            keep = seg.plan.keeps(off // seg.plan.window)
+            keep_v, keep_f = seg.videos[keep], seg.frames[keep]
+            if self._bad_videos:
+                ok = ~np.isin(keep_v, list(self._bad_videos))
+                keep_v, keep_f = keep_v[ok], keep_f[ok]
         rows = np.flatnonzero(live)
-        if rows.shape[0]:
-            plan = plan_requests(videos[rows], frames[rows], self.dataset.videos)
+        if rows.shape[0] or keep_v.shape[0]:
+            if keep_v.shape[0]:
+                plan = plan_requests(np.r_[videos[rows], keep_v], np.r_[frames[rows], keep_f], self.dataset.videos)
+            elif self._sequential:
+                plan = _sequential_plan(videos[rows], frames[rows], self.dataset.videos)
+                getattr(self._readers, "expect", lambda jobs: None)(plan.jobs)  # run each video's jobs in order
+            else:
+                plan = plan_requests(videos[rows], frames[rows], self.dataset.videos)
             slots: list[dict[int, list[int]]] = [{} for _ in plan.jobs]
             for k, r in enumerate(rows.tolist()):
                 slots[plan.job_of[k]].setdefault(int(frames[r]), []).append(r)
+            stores: list[dict[int, int] | None] = [None] * len(plan.jobs)
+            for k in range(keep_v.shape[0]):  # frame -> uses to keep it for
+                j = int(plan.job_of[rows.shape[0] + k])
+                st = stores[j] if stores[j] is not None else stores.__setitem__(j, {}) or stores[j]
+                st[int(keep_f[k])] = st.get(int(keep_f[k]), 0) + 1
             pool = self._get_pool()
             # Longest jobs first balances the threads.
             for j in sorted(range(len(plan.jobs)), key=lambda j: -plan.jobs[j].cost):
-                args = (plan.jobs[j], slots[j], out)
+                args = (plan.jobs[j], slots[j], out, stores[j], self._cache)
                 pending.futures.append(pool.submit(self._run_job, *args) if pool else _call(self._run_job, *args))
         return pending
 
-    def _run_job(self, job: DecodeJob, slots: dict[int, list[int]], out: torch.Tensor):
-        """Decode one job into its rows of ``out``. Returns (error or None, failed rows, video, counters)."""
+    def _run_job(
+        self, job: DecodeJob, slots: dict[int, list[int]], out: torch.Tensor,
+        store: dict[int, int] | None = None, cache: FrameCache | None = None,
+    ):
+        """Decode one job into its rows of ``out``, and put the frames of ``store`` (frame ->
+        later uses) into ``cache``. Returns (error or None, failed rows, video, counters)."""
         counters = DecodeCounters()
         meta = self.dataset.videos[job.video]
         rotation = meta.rotation if self.rotate else 0
         done: set[int] = set()
 
         def emit(i: int, arr) -> None:
-            rows = slots[i]
+            rows = slots.get(i, ())
             t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
             for r in rows:
                 out[r].copy_(t)
+            if store and i in store:
+                cache.put(frame_key(job.video, i), t.clone(memory_format=torch.contiguous_format), store[i])
             done.add(i)
 
         err = None
         try:
-            self._readers.decode_arrays(job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation)
+            self._readers.decode_arrays(
+                job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation, timeout=self.decode_timeout
+            )
         except VideoError as e:
             err = e
         failed = [r for i, rows in slots.items() if i not in done for r in rows]
         if err is None and failed:  # defensive: never deliver an unfilled row
             err = DecodeError(meta.path, f"frames {sorted(i for i in slots if i not in done)} were not produced")
+        if store:
+            for i, uses in store.items():  # the later requests fail with this job's error
+                if i not in done:
+                    cache.put(frame_key(job.video, i), err or DecodeError(meta.path, f"frame {i} was not produced"), uses)
+            if not slots:  # only frames for later requests: the error reaches them, not this window
+                err = None
         return err, failed, job.video, counters
 
     def _finish(self, pending: _Pending) -> np.ndarray:
@@ -556,7 +802,30 @@ class VideoLoader:
             if err is not None:
                 pending.failed[failed] = True
                 errors.append((min(failed) if failed else 0, err, video))
+        hits = 0
+        if pending.cached:
+            cache = self._cache
+            for r, key in pending.cached:
+                value = cache.take(key) if cache is not None else None
+                if pending.failed[r]:
+                    continue
+                if isinstance(value, torch.Tensor):
+                    pending.out[r].copy_(value)
+                    hits += 1
+                    continue
+                video = int(pending.videos[r])
+                if value is None:  # defensive: the plan promised this frame
+                    value = self._bad_videos.get(video) or DecodeError(
+                        self.dataset.videos[video].path, f"frame {int(pending.frames[r])} missing from the look-ahead cache"
+                    )
+                pending.failed[r] = True
+                errors.append((r, value, video))
         with self._lock:
+            if self._cache is not None:
+                self._stats.cache_hits += hits
+                self._stats.frames_kept += self._cache.stored - self._kept_seen
+                self._kept_seen = self._cache.stored
+                self._stats.peak_cache_bytes = max(self._stats.peak_cache_bytes, self._cache.peak_bytes)
             self._stats.frames_decoded += total.frames_decoded
             self._stats.packets_sent += total.packets_sent
             self._stats.frames_skipped += total.frames_skipped
@@ -566,29 +835,41 @@ class VideoLoader:
             if self.on_error == "raise":
                 raise errors[0][1]
             with self._lock:
-                self._stats.errors_skipped += int(pending.failed.sum())
+                self._stats.errors_skipped += int(pending.failed.reshape(-1, self._per).any(axis=1).sum())
                 for _, e, _ in errors:
                     self._stats.recent_errors = (self._stats.recent_errors + [str(e)])[-20:]
             for _, e, video in errors:
                 if not isinstance(e, DecodeError):  # the whole file is unusable: skip its later requests at once
                     self._bad_videos[video] = e
-        return np.flatnonzero(~pending.failed)
+        return np.flatnonzero(~pending.failed.reshape(-1, self._per).any(axis=1))  # good items
 
     def _make_batch(self, parts: list[tuple[_Pending, np.ndarray]], batch_no: int) -> Batch:
+        # parts: (chunk, good item numbers); an item is `_per` consecutive frame rows.
+        shape = self.item_shape
+        h, w = self.size
+
+        def items(c: _Pending):
+            return c.out.view(-1, *shape, 3, h, w), c.videos.reshape(-1, *shape), c.frames.reshape(-1, *shape)
+
         rows = parts[0][1]
         if len(parts) == 1 and rows[-1] - rows[0] + 1 == rows.shape[0]:
-            chunk, a, b = parts[0][0], int(rows[0]), int(rows[-1]) + 1
-            out, videos, frames = chunk.out[a:b], chunk.videos[a:b], chunk.frames[a:b]  # the common case: a view
+            a, b = int(rows[0]), int(rows[-1]) + 1
+            o, v, f = items(parts[0][0])
+            out, videos, frames = o[a:b], v[a:b], f[a:b]  # the common case: a view
         else:
-            out = torch.cat([c.out[torch.from_numpy(rows)] for c, rows in parts])
-            videos = np.concatenate([c.videos[rows] for c, rows in parts])
-            frames = np.concatenate([c.frames[rows] for c, rows in parts])
+            out = torch.cat([items(c)[0][torch.from_numpy(rows)] for c, rows in parts])
+            videos = np.concatenate([items(c)[1][rows] for c, rows in parts])
+            frames = np.concatenate([items(c)[2][rows] for c, rows in parts])
         metas = self.dataset.videos
         pts = np.fromiter(
-            (float(metas[v].pts[f] * metas[v].time_base) for v, f in zip(videos.tolist(), frames.tolist())),
+            (float(metas[v].pts[f] * metas[v].time_base) for v, f in zip(videos.reshape(-1).tolist(), frames.reshape(-1).tolist())),
             dtype=np.float64,
-            count=videos.shape[0],
-        )
+            count=videos.size,
+        ).reshape(videos.shape)
+        info = None
+        if type(self.sampler)._item_info is not FrameSampler._item_info:
+            positions = np.concatenate([c.start + r for c, r in parts])
+            info = self.sampler.item_info(self.dataset, positions)
         data = out.to(self.device, non_blocking=self.pin_memory) if self.device.type != "cpu" else out
         if self.transform is not None:
             if self._transform_takes_generator:
@@ -596,7 +877,32 @@ class VideoLoader:
                 data = self.transform(data, generator=g)
             else:
                 data = self.transform(data)
-        return Batch(data=data, video=torch.from_numpy(videos.copy()), index=torch.from_numpy(frames.copy()), pts_seconds=torch.from_numpy(pts))
+        extra = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in (info or {}).items()}
+        return Batch(data=data, video=torch.from_numpy(videos.copy()), index=torch.from_numpy(frames.copy()), pts_seconds=torch.from_numpy(pts), info=extra)
+
+
+def _sequential_plan(videos: np.ndarray, frames: np.ndarray, metas) -> Plan:
+    """Jobs for a sequential sampler's window: one job per forward run of a video (its
+    requests in the window's order until one goes back, e.g. a sequence played again),
+    decoded in one pass from the run's first keyframe; the jobs come out in the order
+    they must run."""
+    jobs_frames: list[tuple[int, list[int]]] = []
+    job_of = np.empty(videos.shape[0], dtype=np.int64)
+    run: dict[int, list[int]] = {}  # video -> [job number, furthest frame]
+    for r, (v, f) in enumerate(zip(videos.tolist(), frames.tolist())):
+        cur = run.get(v)
+        if cur is None or f < cur[1]:
+            cur = run[v] = [len(jobs_frames), f]
+            jobs_frames.append((v, []))
+        cur[1] = max(cur[1], f)
+        jobs_frames[cur[0]][1].append(f)
+        job_of[r] = cur[0]
+    jobs = []
+    for v, fs in jobs_frames:
+        fr = np.unique(np.asarray(fs, dtype=np.int64))
+        e = int(entry_keyframes(metas[v], fr[:1])[0])
+        jobs.append(DecodeJob(video=v, entry=e, start=int(metas[v].keyframes[e]) if e >= 0 else 0, frames=fr))
+    return Plan(jobs=jobs, job_of=job_of, frame_of=np.asarray(frames, dtype=np.int64).copy())
 
 
 def _accepts_generator(fn) -> bool:
