@@ -156,13 +156,7 @@ def prepare_bench_data(
         # The long clip first, so it overlaps the short ones.
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(generate_clip, *zip(*todo)))
-    many = []
-    for i in range(copies):
-        dst = root / "many" / f"clip_{i:03d}.mov"
-        if not dst.exists():
-            _link_or_copy(clips[i % distinct_clips], dst)
-        many.append(str(dst))
-    return BenchData(one_video=[str(one)], many_videos=many, root=root)
+    return BenchData(one_video=[str(one)], many_videos=_copies(clips, root / "many", copies), root=root)
 
 
 def prepare_long_gop_data(root: str | os.PathLike | None = None, *, copies: int = 40, distinct_clips: int = 2, log=print) -> list[str]:
@@ -178,10 +172,15 @@ def prepare_long_gop_data(root: str | os.PathLike | None = None, *, copies: int 
         log(f"generating {len(todo)} long-GOP sample clip(s) into {root} (once; 1080p H.264, GOP 250)...")
         with ProcessPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
             list(pool.map(generate_clip, *zip(*todo)))
+    return _copies(clips, root / "long-gop", copies)
+
+
+def _copies(clips: list[Path], folder: Path, copies: int) -> list[str]:
+    """``copies`` files in ``folder`` linked (else copied) round-robin from ``clips``."""
     out = []
     for i in range(copies):
-        dst = root / "long-gop" / f"clip_{i:03d}.mov"
+        dst = folder / f"clip_{i:03d}.mov"
         if not dst.exists():
-            _link_or_copy(clips[i % distinct_clips], dst)
+            _link_or_copy(clips[i % len(clips)], dst)
         out.append(str(dst))
     return out
