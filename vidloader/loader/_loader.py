@@ -363,6 +363,7 @@ class VideoLoader:
         self._segment: SegmentPlan | None = None
         self._next_segment: tuple[int, Future] | None = None
         self._planner_pool: ThreadPoolExecutor | None = None
+        self._kept_seen = 0  # frames the cache had stored when last counted
 
     # -- public -------------------------------------------------------------------------
 
