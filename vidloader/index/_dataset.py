@@ -20,6 +20,18 @@ VIDEO_EXTENSIONS = (
 )
 
 
+def index_files(files: list[str], index, **kwargs) -> tuple[list[VideoMetadata | None], list[VideoError]]:
+    """``VideoIndex.index(files, **kwargs)`` on ``index``: a :class:`VideoIndex` (kept
+    open), ``"default"`` (the user cache), a SQLite path, or None (in memory, closed after)."""
+    own = not isinstance(index, VideoIndex)
+    store = index if not own else VideoIndex(None if index == "default" else (index or ":memory:"))
+    try:
+        return store.index(files, **kwargs)
+    finally:
+        if own:
+            store.close()
+
+
 def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
     """Files named by a path, a directory (searched recursively for video extensions), a glob,
     or a list of those. Order is kept; a path named twice is two videos."""
@@ -79,13 +91,7 @@ class VideoDataset:
         files = expand_paths(paths)
         if not files:
             raise ValueError("VideoDataset needs at least one video path")
-        own = not isinstance(index, VideoIndex)
-        store = index if isinstance(index, VideoIndex) else VideoIndex(None if index == "default" else (index or ":memory:"))
-        try:
-            metas, errors = store.index(files, stream=stream, num_workers=num_workers, progress=progress, on_error=on_error)
-        finally:
-            if own:
-                store.close()
+        metas, errors = index_files(files, index, stream=stream, num_workers=num_workers, progress=progress, on_error=on_error)
         self.skipped: list[VideoError] = errors
         self.videos: list[VideoMetadata] = [m for m in metas if m is not None]
         if not self.videos:

@@ -22,7 +22,7 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 
 from .._errors import VideoError
-from ._dataset import VIDEO_EXTENSIONS, VideoDataset
+from ._dataset import VIDEO_EXTENSIONS, VideoDataset, index_files
 from ._probe import VideoMetadata
 from ._store import VideoIndex
 
@@ -135,13 +135,7 @@ class SceneDataset(VideoDataset):
         files = [p for _, paths, _ in complete for p in paths]
         if not files:
             raise ValueError(f"no complete scene with cameras {names}; first problem: {skipped[0] if skipped else 'none'}")
-        own = not isinstance(index, VideoIndex)
-        store = index if isinstance(index, VideoIndex) else VideoIndex(None if index == "default" else (index or ":memory:"))
-        try:
-            metas, errors = store.index(files, stream=stream, num_workers=num_workers, progress=progress, on_error=on_error)
-        finally:
-            if own:
-                store.close()
+        metas, errors = index_files(files, index, stream=stream, num_workers=num_workers, progress=progress, on_error=on_error)
         skipped.extend(errors)
         k = len(names)
         keep = [s for s in range(len(complete)) if all(m is not None for m in metas[s * k : (s + 1) * k])]
