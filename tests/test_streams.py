@@ -9,6 +9,7 @@ pixels and pts, and the sequences' steps computed here from frame counts / pts.
 from __future__ import annotations
 
 import os
+import threading
 from fractions import Fraction
 
 import av
@@ -260,6 +261,48 @@ def test_scene_streams_aligned_and_continuous(tmp_path):
         assert steps == list(range(len(steps)))
     assert sorted(played) == [0, 1, 2]
     assert loader.stats().seeks == 2 * starts
+
+
+def test_replay_in_one_window_keeps_the_job_order(tmp_path):
+    """A window where a stream ends its sequence and replays it (padding) holds two
+    runs of each camera, the later one costlier. Jobs wait for their video's earlier
+    jobs, so they must reach the threads in that order: sorted by cost, both threads
+    would wait on the replays while the tails sit in the queue."""
+    root = tmp_path / "vd"
+    for scene, frames in (("long", 40), ("short", 10)):
+        (root / scene).mkdir(parents=True)
+        for cam in "ab":
+            make_video(root / scene / f"{cam}.mp4", frames=frames, fps=25, gop=8, bframes=0, seed=frames + ord(cam))
+    sds = SceneDataset(root, index=None, progress=False)
+    loader = VideoLoader(sds, StreamSampler(2, frames=2, fps=25, seed=0), batch_size=2, size=None, num_workers=2, plan_batches=4)
+    submitted = []
+    pool = loader._get_pool()
+    submit = pool.submit
+
+    def recording_submit(fn, job, *args):
+        submitted.append(job)
+        return submit(fn, job, *args)
+
+    pool.submit = recording_submit
+    result = {}
+
+    def consume():
+        result["batches"] = [(b.video.clone(), b.index.clone(), b.info["padded"].clone()) for b in loader]
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "the loader hung"
+    batches = result["batches"]
+    assert any(bool(p.any()) for _, _, p in batches)  # the short scene was replayed
+    played: dict[int, list[int]] = {}  # per video, the frames in the order they are played
+    for video, index, _ in batches:
+        for v, i in zip(video.reshape(-1).tolist(), index.reshape(-1).tolist()):
+            played.setdefault(v, []).append(i)
+    for v, frames in played.items():
+        decoded = [i for job in submitted if job.video == v for i in job.frames.tolist()]
+        assert decoded == frames, f"video {v}: jobs submitted out of play order"
+    assert sum(b < a for fr in played.values() for a, b in zip(fr, fr[1:])) >= 2  # replays of both cameras
 
 
 def test_bench_group_modes(tmp_path, monkeypatch):

@@ -731,11 +731,13 @@ class VideoLoader:
                 keep_v, keep_f = keep_v[ok], keep_f[ok]
         rows = np.flatnonzero(live)
         if rows.shape[0] or keep_v.shape[0]:
+            announced = False
             if keep_v.shape[0]:
                 plan = plan_requests(np.r_[videos[rows], keep_v], np.r_[frames[rows], keep_f], self.dataset.videos)
             elif self._sequential:
                 plan = _sequential_plan(videos[rows], frames[rows], self.dataset.videos)
                 getattr(self._readers, "expect", lambda jobs: None)(plan.jobs)  # run each video's jobs in order
+                announced = True
             else:
                 plan = plan_requests(videos[rows], frames[rows], self.dataset.videos)
             slots: list[dict[int, list[int]]] = [{} for _ in plan.jobs]
@@ -747,8 +749,11 @@ class VideoLoader:
                 st = stores[j] if stores[j] is not None else stores.__setitem__(j, {}) or stores[j]
                 st[int(keep_f[k])] = st.get(int(keep_f[k]), 0) + 1
             pool = self._get_pool()
-            # Longest jobs first balances the threads.
-            for j in sorted(range(len(plan.jobs)), key=lambda j: -plan.jobs[j].cost):
+            # Longest jobs first balances the threads. Announced jobs go in their order: a
+            # job waits for its video's earlier jobs, so queued ahead of them it could
+            # hold a thread that they need.
+            order = range(len(plan.jobs)) if announced else sorted(range(len(plan.jobs)), key=lambda j: -plan.jobs[j].cost)
+            for j in order:
                 args = (plan.jobs[j], slots[j], out, stores[j], self._cache)
                 pending.futures.append(pool.submit(self._run_job, *args) if pool else _call(self._run_job, *args))
         return pending
