@@ -5,8 +5,9 @@ the bound on open files while loading from all of them.
 
 1. Generate ``--files`` distinct tiny H.264 files (32x24, 8 frames, GOP 4) in parallel
    processes (kept in ``--dir`` for later runs).
-2. Index them with ``VideoIndex.index`` (``--workers`` processes, progress bar) into a
-   fresh SQLite file; then index again with a new ``VideoIndex`` on the same file (every
+2. Index them with ``VideoIndex.index`` (``--workers`` threads, progress bar) into a
+   fresh SQLite file, and once more with ``parallel="processes"`` into a scratch index
+   for comparison; then index again with a new ``VideoIndex`` on the same file (every
    entry comes from SQLite) and build a ``VideoDataset`` from it.
 3. Memory per file: Python allocations (tracemalloc) and the process's USS growth while
    the re-run loads every ``VideoMetadata``, divided by the number of files; and the
@@ -38,26 +39,30 @@ def _make(args) -> int:
     from media import make_video
 
     start, stop, directory = args
+    made = 0
     for i in range(start, stop):
         p = os.path.join(directory, f"{i // 1000:03d}", f"clip{i:06d}.mp4")
         if not os.path.exists(p):
             os.makedirs(os.path.dirname(p), exist_ok=True)
             make_video(p + ".part.mp4", frames=8, width=32, height=24, gop=4, bframes=0, seed=i)
             os.replace(p + ".part.mp4", p)
-    return stop - start
+            made += 1
+    return stop - start, made
 
 
-def generate(n: int, directory: str, workers: int) -> tuple[list[str], float]:
+def generate(n: int, directory: str, workers: int) -> tuple[list[str], float, int]:
+    """The n files (made where missing): their paths, the seconds taken, how many were made."""
     t0 = time.perf_counter()
     chunks = [(s, min(n, s + 250), directory) for s in range(0, n, 250)]
     with ProcessPoolExecutor(workers) as pool:
-        done = 0
-        for k in pool.map(_make, chunks):
+        done = made = 0
+        for k, m in pool.map(_make, chunks):
             done += k
+            made += m
             print(f"\rgenerated {done}/{n}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     paths = [os.path.join(directory, f"{i // 1000:03d}", f"clip{i:06d}.mp4") for i in range(n)]
-    return paths, time.perf_counter() - t0
+    return paths, time.perf_counter() - t0, made
 
 
 def fd_count() -> int:
@@ -112,19 +117,28 @@ def main(argv=None) -> int:
 
     import vidloader as vl
 
-    paths, gen_s = generate(args.files, args.dir, args.workers)
+    paths, gen_s, made = generate(args.files, args.dir, args.workers)
     total_bytes = sum(os.path.getsize(p) for p in paths)
     db = os.path.join(args.dir, f"index-{os.getpid()}.sqlite")
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(db + suffix):
             os.remove(db + suffix)
 
-    # First run: every file is probed (parallel processes, progress bar).
+    # First run: every file is probed (parallel threads, progress bar); then the same
+    # into a scratch database with a process pool, for comparison.
     t0 = time.perf_counter()
     idx = vl.VideoIndex(db)
     metas, errs = idx.index(paths, num_workers=args.workers, progress=True)
     idx.close()
     first_s = time.perf_counter() - t0
+    assert not errs and all(m is not None and m.num_frames == 8 for m in metas)
+    del metas
+    gc.collect()
+    t0 = time.perf_counter()
+    scratch = vl.VideoIndex(":memory:")
+    metas, errs = scratch.index(paths, num_workers=args.workers, progress=True, parallel="processes")
+    scratch.close()
+    first_proc_s = time.perf_counter() - t0
     assert not errs and all(m is not None and m.num_frames == 8 for m in metas)
     del metas
     gc.collect()
@@ -155,8 +169,10 @@ def main(argv=None) -> int:
         "frames": frames,
         "file_bytes_total": total_bytes,
         "generate_seconds": round(gen_s, 1),
+        "files_generated_by_this_run": made,
         "index_first_run_seconds": round(first_s, 2),
         "index_first_run_files_per_second": round(len(paths) / first_s, 1),
+        "index_first_run_processes_seconds": round(first_proc_s, 2),
         "index_rerun_seconds": round(rerun_s, 3),
         "dataset_from_sqlite_seconds": round(dataset_s, 3),
         "index_workers": args.workers,

@@ -375,7 +375,8 @@ def test_memory_index_and_bad_on_error(gen):
     idx.close()
 
 
-def test_parallel_indexing_matches_serial(gen, tmp_path):
+@pytest.mark.parametrize("parallel", ["threads", "processes"])
+def test_parallel_indexing_matches_serial(gen, tmp_path, parallel):
     files = list(gen.values())
     assert len(files) == 8
     missing = str(tmp_path / "missing.mp4")
@@ -383,20 +384,22 @@ def test_parallel_indexing_matches_serial(gen, tmp_path):
     text.write_text("not a video\n" * 20)
     paths = files[:4] + [missing] + files[4:] + [str(text)]
     serial, serr = VideoIndex(":memory:").index(paths, num_workers=1, progress=False, on_error="skip")
-    par, perr = VideoIndex(":memory:").index(paths, num_workers=2, progress=False, on_error="skip")
+    par, perr = VideoIndex(":memory:").index(paths, num_workers=2, progress=False, on_error="skip", parallel=parallel)
     assert len(serial) == len(par) == len(paths)
     assert serial[4] is None and par[4] is None and par[-1] is None
     for a, b in zip(serial, par):
         if a is not None:
             _assert_same_meta(a, b)
-    # errors cross the process boundary with their type and path, in path order
+    # errors cross the thread or process boundary with their type and path, in path order
     assert [(type(e), e.path) for e in perr] == [(type(e), e.path) for e in serr]
     assert [type(e) for e in perr] == [vl.VideoOpenError, vl.VideoOpenError]
     assert [e.path for e in perr] == [missing, str(text)]
     assert all(e.path in str(e) for e in perr)
     # same path twice in one call: indexed once, returned twice
-    twice, _ = VideoIndex(":memory:").index([files[0], files[0]], num_workers=2, progress=False)
+    twice, _ = VideoIndex(":memory:").index([files[0], files[0]], num_workers=2, progress=False, parallel=parallel)
     assert twice[0] is twice[1]
+    with pytest.raises(ValueError, match="'threads', 'processes'"):
+        VideoIndex(":memory:").index(files, parallel="fork")
 
 
 # --------------------------------------------------------------------------- errors

@@ -44,7 +44,7 @@ def _index(args) -> int:
     store = VideoIndex(args.db)
     try:
         files = expand_paths(args.paths)
-        metas, errors = store.index(files, num_workers=args.workers, progress=not args.quiet, on_error="skip")
+        metas, errors = store.index(files, num_workers=args.workers, progress=not args.quiet, on_error="skip", parallel=args.parallel)
         ok = [m for m in metas if m is not None]
         t = Table(title=f"index {store.path}")
         for col in ("file", "frames", "size", "fps", "GOP (mean)", "codec", "by"):
@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("index", help="index videos into the SQLite cache (parallel, with progress)")
     i.add_argument("paths", nargs="+")
     i.add_argument("--db", default=None, help="SQLite file (default: the user cache)")
-    i.add_argument("--workers", type=int, default=None)
+    i.add_argument("--workers", type=int, default=None, help="threads (or processes) probing new files (default: all cores)")
+    i.add_argument("--parallel", choices=["threads", "processes"], default="threads",
+                   help="probe in threads (default) or in a process pool (many cores, long files)")
     i.add_argument("--prune", action="store_true", help="forget vanished files")
     i.add_argument("--limit", type=int, default=50, help="rows to print")
     i.add_argument("--quiet", action="store_true")

@@ -72,7 +72,7 @@ class VideoDataset:
         paths: a file, directory, glob, or a list of those.
         stream: video stream index for every file; None picks each file's best stream.
         index: a :class:`VideoIndex`, a path to its SQLite file, ``"default"``, or None.
-        num_workers: processes used to index new files (default: all cores).
+        num_workers: threads probing new files (default: all cores).
         progress: show a progress bar while indexing.
         on_error: ``"raise"`` stops at the first bad file; ``"skip"`` leaves it out and
             records it in :attr:`skipped`.

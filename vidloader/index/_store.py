@@ -1,8 +1,8 @@
 """Persistent index: SQLite, keyed by (absolute path, stream, size, mtime_ns).
 
 Frame tables are stored as raw int64 blobs and loaded as numpy arrays (one
-buffer per file, never a list of Python objects), so forked processes share
-them copy-on-write. A file whose size or mtime changed is re-indexed; entries
+buffer per file, never a list of Python objects), so processes forked later
+share them copy-on-write. A file whose size or mtime changed is re-indexed; entries
 whose file vanished are reported by :meth:`VideoIndex.vanished`.
 """
 
@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import sqlite3
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
@@ -166,15 +166,27 @@ class VideoIndex:
         num_workers: int | None = None,
         progress: bool = True,
         on_error: Literal["raise", "skip"] = "raise",
+        parallel: Literal["threads", "processes"] = "threads",
     ) -> tuple[list[VideoMetadata | None], list[VideoError]]:
         """Index ``paths`` (reusing up-to-date entries), in parallel with a progress bar.
 
         Returns the metadata per path (None where it failed under ``on_error="skip"``)
         and the errors. With ``on_error="raise"`` the first failure is raised after
         the successful entries are stored.
+
+        ``parallel``: ``"threads"`` (default) probes in ``num_workers`` threads of this
+        process: FFmpeg demuxes and decodes without the GIL, and it is safe in any
+        process, including one whose loader threads are decoding. ``"processes"``
+        uses a ``forkserver`` pool (``spawn`` off Linux), which scales past the GIL
+        on many cores for long files; scripts then need an
+        ``if __name__ == "__main__":`` guard. Never a plain ``fork``: forking a
+        process whose other threads may hold FFmpeg's or libc's locks can hang the
+        child.
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error={on_error!r} is not one of 'raise', 'skip'")
+        if parallel not in ("threads", "processes"):
+            raise ValueError(f"parallel={parallel!r} is not one of 'threads', 'processes'")
         abspaths = [os.path.abspath(os.fspath(p)) for p in paths]
         result: dict[str, VideoMetadata | None] = {}
         todo = []
@@ -195,15 +207,20 @@ class VideoIndex:
                     for out in outcomes:
                         self._collect(out, result, errors, fresh, bar)
                 else:
-                    # fork: no __main__ re-import (scripts without a main guard work); the children only demux.
-                    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-                    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                    if parallel == "threads":
+                        pool = ThreadPoolExecutor(workers, thread_name_prefix="vidloader-index")
+                    else:
+                        ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+                        pool = ProcessPoolExecutor(workers, mp_context=ctx)
+                    try:
                         futures = [pool.submit(_probe_task, (p, stream)) for p in todo]
                         for fut in as_completed(futures):
                             self._collect(fut.result(), result, errors, fresh, bar)
                             if len(fresh) >= 256:
                                 self.store(fresh, stream)
                                 fresh.clear()
+                    finally:  # on an interrupt, probes not started are dropped (what finished is stored)
+                        pool.shutdown(wait=True, cancel_futures=True)
             finally:
                 bar.close()
                 self.store(fresh, stream)
