@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 
-def _make(args) -> int:
+def _make(args) -> tuple[int, int]:
     from media import make_video
 
     start, stop, directory = args
