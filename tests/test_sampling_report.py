@@ -286,6 +286,11 @@ def test_cli_sample_report(tiny, capsys):
     assert "VideoThenFrame" in capsys.readouterr().out
     assert main(["sample-report", *paths, "--sampler", "gop", "--gops", "1", "--batch-size", "8", "--pairs", "16", "--quiet"]) == 0
     assert "B_eff" in capsys.readouterr().out
+    for name in ("clips", "clip-tiles"):
+        args = ["sample-report", *paths, "--sampler", name, "--frames", "4", "--stride", "2", "--chunk", "3", "--batch-size", "8"]
+        assert main([*args, "--no-rho", "--quiet"]) == 0
+        out = capsys.readouterr().out
+        assert ("UniformClips" if name == "clips" else "ClipTiles") in out and "TV" in out
 
 
 def test_cli_unknown_sampler_lists_the_allowed_ones(tiny, capsys):
@@ -293,7 +298,7 @@ def test_cli_unknown_sampler_lists_the_allowed_ones(tiny, capsys):
         main(["sample-report", *tiny.paths, "--sampler", "bogus"])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    for name in ("uniform", "chunk", "gop", "video-then-frame", "random-chunk-start"):
+    for name in ("uniform", "chunk", "gop", "video-then-frame", "random-chunk-start", "clips", "clip-tiles"):
         assert name in err
 
 

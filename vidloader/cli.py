@@ -98,7 +98,9 @@ def _sample_report(args) -> int:
     from rich.console import Console
 
     from .index import VideoDataset
-    from .sampling import ChunkTiles, GopTiles, RandomChunkStart, UniformFrames, VideoThenFrame, sampling_report
+    from .sampling import (
+        ChunkTiles, ClipTiles, GopTiles, RandomChunkStart, UniformClips, UniformFrames, VideoThenFrame, sampling_report,
+    )
 
     make = {
         "uniform": lambda: UniformFrames(seed=args.seed),
@@ -106,6 +108,8 @@ def _sample_report(args) -> int:
         "gop": lambda: GopTiles(args.gops, seed=args.seed),
         "video-then-frame": lambda: VideoThenFrame(seed=args.seed),
         "random-chunk-start": lambda: RandomChunkStart(args.chunk, seed=args.seed),
+        "clips": lambda: UniformClips(args.frames, stride=args.stride, seed=args.seed),
+        "clip-tiles": lambda: ClipTiles(args.frames, chunk=args.chunk, stride=args.stride, seed=args.seed),
     }
     ds = VideoDataset(args.paths, index="default" if args.db is None else args.db, progress=not args.quiet, on_error="skip")
     console = Console(soft_wrap=True)
@@ -115,9 +119,10 @@ def _sample_report(args) -> int:
         make[args.sampler](), ds, batch_size=args.batch_size, estimate_rho=not args.no_rho, pairs=args.pairs, seed=args.seed
     )
     console.print(report.table())
-    console.print(report.steps_table())
+    if hasattr(report, "steps_table"):  # frame samplers; a clip sampler's law is the same at every step
+        console.print(report.steps_table())
     console.print(f"pi_t: {report.method}")
-    for note in report.notes:
+    for note in getattr(report, "notes", ()):
         console.print(f"note: {note}")
     return 0
 
@@ -177,9 +182,14 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("sample-report", help="exact per-step bias, decode cost and effective batch size of a sampler")
     r.add_argument("paths", nargs="+", help="videos (files, folders or globs)")
-    r.add_argument("--sampler", default="uniform", choices=("uniform", "chunk", "gop", "video-then-frame", "random-chunk-start"),
-                   help="uniform (exact), chunk (ChunkTiles), gop (GopTiles), video-then-frame, random-chunk-start (default: %(default)s)")
-    r.add_argument("--chunk", type=int, default=16, help="frames per chunk for chunk / random-chunk-start (default: %(default)s)")
+    r.add_argument("--sampler", default="uniform",
+                   choices=("uniform", "chunk", "gop", "video-then-frame", "random-chunk-start", "clips", "clip-tiles"),
+                   help="uniform (exact), chunk (ChunkTiles), gop (GopTiles), video-then-frame, random-chunk-start, "
+                        "clips (UniformClips), clip-tiles (ClipTiles) (default: %(default)s)")
+    r.add_argument("--chunk", type=int, default=16,
+                   help="frames per chunk for chunk / random-chunk-start, clip starts per chunk for clip-tiles (default: %(default)s)")
+    r.add_argument("--frames", type=int, default=8, help="frames per clip for clips / clip-tiles (default: %(default)s)")
+    r.add_argument("--stride", type=int, default=1, help="frame stride inside a clip for clips / clip-tiles (default: %(default)s)")
     r.add_argument("--gops", type=int, default=1, help="GOPs per chunk for gop (default: %(default)s)")
     r.add_argument("--batch-size", type=int, default=128)
     r.add_argument("--no-rho", action="store_true", help="do not decode frames to estimate rho (no design effect)")

@@ -582,18 +582,30 @@ class ItemSamplingReport:
         if not 0 <= int(t) < self.num_steps:
             raise IndexError(f"step {t} out of range [0, {self.num_steps})")
 
+    def _rows(self) -> list[tuple[str, str]]:
+        return [
+            ("items M / frames N", f"{self.num_items} / {self.num_frames}, item shape {self.item_shape}"),
+            ("batch size / steps", f"{self.batch_size} / {self.num_steps}"),
+            ("per-step pi of every item", f"{self.item_pi:.6g} (= 1/M; TV to uniform {self.item_tv:.3g})"),
+            ("per-step frame law: TV to uniform", f"{self.frame_tv:.4g}"),
+            ("per-step frame law: min / max pi*N", f"{self.frame_min_pi_n:.4g} / {self.frame_max_pi_n:.4g}"),
+            ("decode amplification, each item (chunk) alone", f"{self.decode_amplification:.4g}"),
+        ]
+
+    def table(self):
+        """The summary as a ``rich`` table."""
+        from rich.table import Table
+
+        t = Table(title=f"sampling report: {self.sampler}", show_header=True)
+        t.add_column("quantity")
+        t.add_column("value", justify="right")
+        for k, v in self._rows():
+            t.add_row(k, v)
+        return t
+
     def __str__(self) -> str:
-        return "\n".join(
-            [
-                f"sampling report: {self.sampler}",
-                f"items M / frames N: {self.num_items} / {self.num_frames}, item shape {self.item_shape}",
-                f"batch size / steps: {self.batch_size} / {self.num_steps}",
-                f"per-step pi of every item: {self.item_pi:.6g} (= 1/M; TV to uniform {self.item_tv:.3g})",
-                f"per-step frame law: TV to uniform {self.frame_tv:.4g}, min / max pi*N {self.frame_min_pi_n:.4g} / {self.frame_max_pi_n:.4g}",
-                f"decode amplification, each item (chunk) alone: {self.decode_amplification:.4g}",
-                f"pi_t: {self.method}",
-            ]
-        )
+        lines = [f"sampling report: {self.sampler}", *(f"{k}: {v}" for k, v in self._rows()), f"pi_t: {self.method}"]
+        return "\n".join(lines)
 
 
 def item_sampling_report(sampler: "_ItemSampler", dataset: "VideoDataset", *, batch_size: int = 128) -> ItemSamplingReport:
