@@ -67,8 +67,10 @@ def _init_worker() -> None:
 
 
 class LocalExecutor(Executor):
-    """A ``concurrent.futures.ProcessPoolExecutor`` of ``jobs`` processes (fork on Linux,
-    like the indexer; ``spawn`` when CUDA is used in the workers)."""
+    """A ``concurrent.futures.ProcessPoolExecutor`` of ``jobs`` processes: ``fork`` on
+    Linux, so a map function from a script without a main guard works (run it before
+    the process starts decoding threads: a child forked while another thread holds a
+    lock in FFmpeg can hang); ``spawn`` when CUDA is used in the workers."""
 
     def __init__(self, jobs: int, *, start_method: str | None = None):
         self.jobs = max(1, int(jobs))
