@@ -51,6 +51,7 @@ def test_batches_equal_cache_off(clips, frames_budget, replacement):
     _same(off, on)
     assert s_on.cache_hits > 0 or frames_budget == 1
     assert s_on.peak_cache_bytes <= frames_budget * FRAME_BYTES
+    assert s_on.cache_bytes == 0  # after the epoch's last window, every kept frame was used
     assert s_on.frames_decoded <= s_off.frames_decoded
     # the dry run predicts the hits exactly and bounds the frames decoded
     assert round(dry.hit_rate * dry.requests) == s_on.cache_hits
@@ -198,3 +199,30 @@ def test_several_segments(clips, monkeypatch):
     _same(off, on)
     assert s.cache_hits > 0 and round(dry.hit_rate * dry.requests) == s.cache_hits
     assert s.peak_cache_bytes <= 30 * FRAME_BYTES
+
+
+def test_frame_cache_rows_uses_errors_and_overflow():
+    """The cache's store: each use served once, rows reused (last in, first out), an error
+    handed to its requests, a frame beyond the slab kept rather than dropped."""
+    from vidloader import DecodeError
+    from vidloader.loader._frame_cache import FrameCache
+
+    cache = FrameCache(2, (3, 4, 5))
+    frames = [torch.full((3, 4, 5), k, dtype=torch.uint8) for k in range(4)]
+    out = torch.empty((3, 4, 5), dtype=torch.uint8)
+    cache.put(1, frames[1].permute(0, 2, 1).contiguous().permute(0, 2, 1), uses=2)  # a strided view is copied right
+    cache.put(2, frames[2], uses=1)
+    assert cache.bytes == cache.peak_bytes == 2 * 60
+    cache.put(3, frames[3], uses=1)  # no free row: kept on its own
+    assert cache.overflow == 1 and cache.bytes == 3 * 60
+    for key in (1, 2, 1, 3):
+        assert cache.take_into(key, out) is True and torch.equal(out, frames[key])
+    assert cache.take_into(1, out) is None and cache.bytes == 0 and len(cache) == 0
+    cache.put(5, frames[0], uses=1)  # the rows given back are used again
+    assert cache._next == 2 and cache.take_into(5, out) is True and torch.equal(out, frames[0])
+    err = DecodeError("/x.mp4", "frame 7 was not produced")
+    cache.put(7, err, uses=2)
+    cache.put(7, frames[2], uses=1)  # a later group decoded it: the frame replaces the error
+    assert all(cache.take_into(7, out) is True for _ in range(3)) and torch.equal(out, frames[2])
+    cache.put(8, err, uses=1)
+    assert cache.take_into(8, out) is err

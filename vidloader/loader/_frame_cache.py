@@ -34,54 +34,99 @@ def frame_key(video: int, frame: int) -> int:
 
 
 class FrameCache:
-    """Frames by (video, frame) key with a count of the requests still to be served."""
+    """Frames by (video, frame) key with a count of the requests still to be served.
 
-    def __init__(self):
-        self._entries: dict[int, list] = {}  # key -> [tensor | VideoError, uses left]
+    Frames live in one slab of ``capacity`` rows of ``shape``, reserved when the cache is
+    made: virtual memory, whose pages become resident when first written. Freed rows are
+    reused last in, first out, so the resident part stays near the peak occupancy and no
+    frame is allocated or freed on its own (per-frame tensors fragmented the allocator's
+    heaps by several hundred MB over an epoch). The planner bounds the occupancy by
+    ``capacity``; a frame that still finds no free row is kept as a tensor of its own and
+    counted in ``overflow``, never dropped."""
+
+    def __init__(self, capacity: int, shape: tuple[int, ...]):
+        self.capacity = max(0, int(capacity))
+        self.shape = tuple(shape)
+        try:
+            self._slab = torch.empty((self.capacity, *self.shape), dtype=torch.uint8)
+        except RuntimeError:  # a system without overcommit refuses the reservation: frames are kept one by one
+            self.capacity = 0
+            self._slab = torch.empty((0, *self.shape), dtype=torch.uint8)
+        self._free: list[int] = []  # rows given back, reused last in, first out
+        self._next = 0  # rows never used start here
+        self._entries: dict[int, list] = {}  # key -> [row | tensor | VideoError, uses left]
         self._lock = threading.Lock()
+        self.frame_bytes = int(np.prod(self.shape, dtype=np.int64))
         self.bytes = 0
         self.peak_bytes = 0
         self.stored = 0
+        self.overflow = 0
 
     def put(self, key: int, value: torch.Tensor | VideoError, uses: int) -> None:
+        """Keep ``value`` (a frame of ``shape``, copied, or the error that kept it from
+        being decoded) for ``uses`` later requests."""
         with self._lock:
             e = self._entries.get(key)
             if e is not None:  # the same frame kept for two groups: one copy, both uses
                 e[1] += uses
-                if isinstance(e[0], VideoError) and isinstance(value, torch.Tensor):
-                    e[0] = value
-                    self._add(value)
+                if not isinstance(value, torch.Tensor) or not isinstance(e[0], VideoError):
+                    return
+            if not isinstance(value, torch.Tensor):
+                self._entries[key] = [value, uses]
                 return
-            self._entries[key] = [value, uses]
-            if isinstance(value, torch.Tensor):
-                self._add(value)
-                self.stored += 1
-
-    def take(self, key: int) -> torch.Tensor | VideoError | None:
-        """One use of ``key``'s frame (or the error that kept it from being decoded);
-        None if it was never put."""
+            row = self._row()
+        if row is None:
+            stored = value.clone(memory_format=torch.contiguous_format)
+        else:  # the row is this put's alone until it is published below
+            self._slab[row].copy_(value)
+            stored = row
         with self._lock:
+            if e is not None:
+                e[0] = stored
+            else:
+                self._entries[key] = [stored, uses]
+                self.stored += 1
+            self.bytes += self.frame_bytes
+            self.peak_bytes = max(self.peak_bytes, self.bytes)
+
+    def take_into(self, key: int, out: torch.Tensor) -> VideoError | bool | None:
+        """Serve one use of ``key``: copy its frame into ``out`` and return True, or return
+        the error that kept it from being decoded; None if it was never put."""
+        with self._lock:  # copied under the lock: a freed row may be refilled at once
             e = self._entries.get(key)
             if e is None:
                 return None
+            value = e[0]
             e[1] -= 1
             if e[1] <= 0:
                 del self._entries[key]
-                if isinstance(e[0], torch.Tensor):
-                    self.bytes -= e[0].numel() * e[0].element_size()
-            return e[0]
+            if isinstance(value, VideoError):
+                return value
+            out.copy_(self._slab[value] if isinstance(value, int) else value)
+            if e[1] <= 0:
+                if isinstance(value, int):
+                    self._free.append(value)
+                self.bytes -= self.frame_bytes
+            return True
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._free.clear()
+            self._next = 0
             self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _add(self, t: torch.Tensor) -> None:
-        self.bytes += t.numel() * t.element_size()
-        self.peak_bytes = max(self.peak_bytes, self.bytes)
+    def _row(self) -> int | None:
+        if self._free:
+            return self._free.pop()
+        if self._next < self.capacity:
+            self._next += 1
+            return self._next - 1
+        self.overflow += 1
+        return None
 
 
 @dataclass

@@ -76,8 +76,9 @@ class LoaderStats:
     ``frames_delivered`` counts their frames). ``padded``: items delivered from requests
     wrapped around to the start of this rank's share, to keep the epoch's batch count
     after skipped errors (``even_batches``). Look-ahead: ``cache_hits`` requests served
-    from the cache, ``frames_kept`` frames decoded ahead and kept, ``peak_cache_bytes``
-    the most the cache held, ``planning_seconds`` time spent planning."""
+    from the cache, ``frames_kept`` frames decoded ahead and kept, ``cache_bytes`` what the
+    cache held when the last window was consumed, ``peak_cache_bytes`` the most it held,
+    ``planning_seconds`` time spent planning."""
 
     batches: int = 0
     frames_delivered: int = 0
@@ -88,6 +89,7 @@ class LoaderStats:
     seeks: int = 0
     cache_hits: int = 0
     frames_kept: int = 0
+    cache_bytes: int = 0
     peak_cache_bytes: int = 0
     planning_seconds: float = 0.0
     errors_skipped: int = 0
@@ -478,7 +480,7 @@ class VideoLoader:
         total = n_batches * bs if self.drop_last else n  # items an error-free epoch delivers
         ids = _IdStream(self._share_stream(start, n, wrap=even), start, self._per)
         # A pass has its own cache: jobs of an abandoned pass still running put into theirs.
-        self._cache = FrameCache() if self._lookahead else None
+        self._cache = FrameCache(self._capacity, (3, *self.size)) if self._lookahead else None
         self._segment = self._next_segment = None
         self._kept_seen = 0
         inflight: deque[_Pending] = deque()
@@ -775,7 +777,7 @@ class VideoLoader:
             for r in rows:
                 out[r].copy_(t)
             if store and i in store:
-                cache.put(frame_key(job.video, i), t.clone(memory_format=torch.contiguous_format), store[i])
+                cache.put(frame_key(job.video, i), t, store[i])
             done.add(i)
 
         err = None
@@ -812,11 +814,10 @@ class VideoLoader:
         if pending.cached:
             cache = self._cache
             for r, key in pending.cached:
-                value = cache.take(key) if cache is not None else None
+                value = cache.take_into(key, pending.out[r]) if cache is not None else None
                 if pending.failed[r]:
                     continue
-                if isinstance(value, torch.Tensor):
-                    pending.out[r].copy_(value)
+                if value is True:
                     hits += 1
                     continue
                 video = int(pending.videos[r])
@@ -831,6 +832,7 @@ class VideoLoader:
                 self._stats.cache_hits += hits
                 self._stats.frames_kept += self._cache.stored - self._kept_seen
                 self._kept_seen = self._cache.stored
+                self._stats.cache_bytes = self._cache.bytes
                 self._stats.peak_cache_bytes = max(self._stats.peak_cache_bytes, self._cache.peak_bytes)
             self._stats.frames_decoded += total.frames_decoded
             self._stats.packets_sent += total.packets_sent

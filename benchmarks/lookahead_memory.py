@@ -1,0 +1,127 @@
+"""Where a look-ahead loader's memory goes: the cache against the rest of the process.
+
+    python benchmarks/lookahead_memory.py --cache-gb 2     # -> benchmarks/results/lookahead-memory.{json,png}
+
+A ``VideoLoader`` with exact uniform sampling and the look-ahead cache reads the bench's
+200-video workload (generated once, as ``vidloader bench`` does) at 224x224, batch 128,
+2 decoding threads. Every ``--every`` batches it records the process's USS, PSS and
+RSS (``psutil``; decoding runs on threads of this process, so they are included) and
+the bytes the cache holds (``loader.stats().cache_bytes``). The rest, USS minus the USS
+before the first batch minus the cache, is what decoders, open files, batches in flight
+and the allocator add; its median and maximum are reported. No speed is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def memory() -> dict:
+    import psutil
+
+    m = psutil.Process().memory_full_info()
+    return {"uss": int(m.uss), "pss": int(getattr(m, "pss", 0)), "rss": int(m.rss)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cache-gb", type=float, default=2.0)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--every", type=int, default=5, help="batches between samples (default: %(default)s)")
+    ap.add_argument("--max-batches", type=int, default=None, help="stop after this many batches (default: the whole epoch)")
+    ap.add_argument("--json", default=str(HERE / "results" / "lookahead-memory.json"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    import vidloader as vl
+    from vidloader.bench._data import prepare_bench_data
+
+    data = prepare_bench_data()
+    ds = vl.VideoDataset(data.many_videos, progress=False)
+    budget = int(args.cache_gb * 1e9)
+    loader = vl.VideoLoader(
+        ds, vl.UniformFrames(seed=0), batch_size=args.batch_size, size=(args.size, args.size),
+        num_workers=args.workers, cache_bytes=budget,
+    )
+    dry = loader.plan_stats()
+    base = memory()
+    samples = []
+    t0 = time.perf_counter()
+    checksum = 0
+    with loader:
+        for k, b in enumerate(loader):
+            checksum += int(b.data[:, :, ::37, ::37].sum())  # touch the batch as a consumer would
+            if k % args.every == 0:
+                st = loader.stats()
+                samples.append({"batch": k, "seconds": time.perf_counter() - t0, "cache_bytes": st.cache_bytes, **memory()})
+            if args.max_batches is not None and k + 1 >= args.max_batches:
+                break
+        st = loader.stats()
+    uss = np.array([s["uss"] for s in samples], dtype=np.float64)
+    cache = np.array([s["cache_bytes"] for s in samples], dtype=np.float64)
+    rest = uss - base["uss"] - cache
+    batch_bytes = args.batch_size * 3 * args.size * args.size
+    res = {
+        "videos": len(ds.videos),
+        "requests": dry.requests,
+        "batches": st.batches,
+        "budget_bytes": budget,
+        "dry_run_peak_cache_bytes": dry.peak_cache_bytes,
+        "peak_cache_bytes": st.peak_cache_bytes,
+        "uss_before_bytes": base["uss"],
+        "uss_peak_bytes": int(uss.max()),
+        "uss_peak_minus_before_bytes": int(uss.max() - base["uss"]),
+        "rest_median_bytes": int(np.median(rest)),
+        "rest_max_bytes": int(rest.max()),
+        "batch_bytes": batch_bytes,
+        "images_per_second": st.images_per_second,
+        "decode_amplification": st.decode_amplification,
+        "seconds": time.perf_counter() - t0,
+        "checksum": checksum,
+        "samples": samples,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "torch": torch.__version__, "vidloader": vl.__version__},
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    gib = 2**30
+    print(f"budget {budget / gib:.2f} GiB; cache peak {st.peak_cache_bytes / gib:.2f} GiB; USS before {base['uss'] / gib:.2f} GiB, "
+          f"peak {uss.max() / gib:.2f} GiB (+{(uss.max() - base['uss']) / gib:.2f}); rest median {np.median(rest) / gib:.2f} GiB, "
+          f"max {rest.max() / gib:.2f} GiB; one batch {batch_bytes / 2**20:.0f} MiB")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        x = [s["batch"] for s in samples]
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.plot(x, (uss - base["uss"]) / gib, label="USS growth")
+        ax.plot(x, cache / gib, label="cache bytes")
+        ax.plot(x, rest / gib, label="rest (USS growth - cache)")
+        ax.axhline(budget / gib, color="grey", linestyle="--", label="budget")
+        ax.set_xlabel("batch")
+        ax.set_ylabel("GiB")
+        ax.set_title(f"look-ahead memory, {len(ds.videos)} videos, budget {args.cache_gb:g} GB")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(Path(args.json).with_suffix(".png"), dpi=100)
+    except ImportError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
