@@ -105,6 +105,22 @@ def test_resume_with_cache(clips):
     _same(full, got)
 
 
+def test_an_abandoned_pass_closed_late_leaves_the_next_pass_alone(clips):
+    """A pass left mid-epoch and closed only after the next pass started (an iterator kept
+    alive, then garbage-collected) empties its own cache, not the new pass's."""
+    ds = VideoDataset(clips)
+    full, _, _ = _epoch(ds, cache_bytes=0, seed=6)
+    loader = VideoLoader(ds, UniformFrames(seed=6), batch_size=16, size=SIZE, num_workers=2, cache_bytes=30 * FRAME_BYTES)
+    old = iter(loader)
+    next(old)
+    new = iter(loader)  # a new pass from the epoch's start
+    got = [next(new) for _ in range(3)]
+    old.close()
+    got += list(new)
+    _same(full, [(b.data, b.video, b.index) for b in got])
+    assert loader.stats().cache_hits > 0
+
+
 def test_skip_policy_with_cache(clips, tmp_path):
     bad = tmp_path / "bad.mp4"
     data = bytearray(open(clips[3], "rb").read())

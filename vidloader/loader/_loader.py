@@ -480,7 +480,7 @@ class VideoLoader:
         total = n_batches * bs if self.drop_last else n  # items an error-free epoch delivers
         ids = _IdStream(self._share_stream(start, n, wrap=even), start, self._per)
         # A pass has its own cache: jobs of an abandoned pass still running put into theirs.
-        self._cache = FrameCache(self._capacity, (3, *self.size)) if self._lookahead else None
+        self._cache = cache = FrameCache(self._capacity, (3, *self.size)) if self._lookahead else None
         self._segment = self._next_segment = None
         self._kept_seen = 0
         inflight: deque[_Pending] = deque()
@@ -549,8 +549,10 @@ class VideoLoader:
                     f.cancel()
             if self._sequential:
                 getattr(self._readers, "forget", lambda: None)()
-            if self._cache is not None:
-                self._cache.clear()
+            if cache is not None:  # this pass's, even if a newer pass has started since
+                cache.clear()
+                if self._cache is cache:  # give its slab back between passes
+                    self._cache = None
 
     # -- internals ----------------------------------------------------------------------
 
