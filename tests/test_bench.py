@@ -38,7 +38,7 @@ def test_classic_amplification_is_half_gop(tiny_clips):
 
 
 def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
-    out = tmp_path / "r.json"
+    out = tmp_path / "new" / "r.json"  # a folder that does not exist yet is made
     cfg = BenchConfig(batch_size=8, workers=2, warmup_rounds=1, timed_rounds=1)
     res = run_bench(data=tiny_clips, json_path=out, config=cfg, ceiling_seconds=0.5)
     saved = json.loads(out.read_text())
@@ -69,7 +69,7 @@ def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
     # Whole-GOP tiles decode each frame once, except GOPs cut by a planning-window
     # boundary (here windows of 16 frames, GOPs of 30): far less than random access.
     assert 1.0 <= wl["modes"]["gop-1"]["decode_amplification"] < exact["decode_amplification"]
-    assert (tmp_path / "r.png").stat().st_size > 1000
+    assert (tmp_path / "new" / "r.png").stat().st_size > 1000
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["versions"]["av"] == av.__version__
 
 

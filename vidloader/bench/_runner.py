@@ -47,6 +47,9 @@ def run_bench(
     be named in ``modes`` too). Modes that need scenes run on a generated 6-camera scene
     set (its own workload, "6-camera scenes"), the others on the video workloads."""
     console = _console()
+    for out in (json_path, plot_path):  # before the long run, not after it
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
     cfg = config or BenchConfig(full=full)
     if full:
         cfg.timed_rounds = max(cfg.timed_rounds, 4)
