@@ -259,7 +259,9 @@ class _PyAVPool(ReaderPool):
     (:meth:`PyAVReader._decode_sequential`). A video's reader is used by one job at a
     time, and jobs announced with :meth:`expect` run in that order: a job waits until
     the reader is free and every job announced before it for that video has run, so
-    the cursor passes from job to job whichever thread runs them. Memory: every idle
+    the cursor passes from job to job whichever thread runs them. Callers submit announced
+    jobs to a first-in, first-out pool in the announced order: a job queued ahead of its
+    video's earlier jobs would hold a thread while waiting for them. Memory: every idle
     reader then holds a decoder with its reference frames plus a few decoded frames
     (30-50 MB at 1080p H.264); at most ``max_cursors`` readers stay open (least
     recently used closed first)."""
