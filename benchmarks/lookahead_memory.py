@@ -23,15 +23,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from soak import memory  # this folder's soak script: USS, PSS and RSS of this process
 
 HERE = Path(__file__).resolve().parent
-
-
-def memory() -> dict:
-    import psutil
-
-    m = psutil.Process().memory_full_info()
-    return {"uss": int(m.uss), "pss": int(getattr(m, "pss", 0)), "rss": int(m.rss)}
 
 
 def main(argv=None) -> int:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Iterator, Literal
 import numpy as np
 
 from ._base import FrameSampler
+from ._tables import quantity_table
 from ._tiles import cut_units
 
 if TYPE_CHECKING:
@@ -594,14 +595,7 @@ class ItemSamplingReport:
 
     def table(self):
         """The summary as a ``rich`` table."""
-        from rich.table import Table
-
-        t = Table(title=f"sampling report: {self.sampler}", show_header=True)
-        t.add_column("quantity")
-        t.add_column("value", justify="right")
-        for k, v in self._rows():
-            t.add_row(k, v)
-        return t
+        return quantity_table(f"sampling report: {self.sampler}", self._rows())
 
     def __str__(self) -> str:
         lines = [f"sampling report: {self.sampler}", *(f"{k}: {v}" for k, v in self._rows()), f"pi_t: {self.method}"]

@@ -31,6 +31,7 @@ import numpy as np
 from ._base import FrameSampler
 from ._biased import RandomChunkStart, VideoThenFrame
 from ._clips import ItemSamplingReport, _ItemSampler, item_sampling_report
+from ._tables import quantity_table
 from ._tiles import _expand, _Tiles, gop_bounds
 from ._uniform import UniformFrames
 
@@ -598,12 +599,7 @@ class SamplingReport:
 
     def table(self):
         """The summary as a ``rich`` table."""
-        from rich.table import Table
-
         g = "in units of G" if self.grad_bound == 1.0 else f"G = {self.grad_bound:g}"
-        t = Table(title=f"sampling report: {self.sampler}", show_header=True)
-        t.add_column("quantity")
-        t.add_column("value", justify="right")
         fmt = lambda x, p=4: "-" if x is None else f"{x:.{p}g}"  # noqa: E731
         rows = [
             ("frames N / videos V", f"{self.num_frames} / {self.num_videos}"),
@@ -622,9 +618,7 @@ class SamplingReport:
             ("design effect 1 + (m_bar - 1) rho", fmt(self.design_effect)),
             ("effective batch size B_eff", fmt(self.effective_batch_size)),
         ]
-        for k, v in rows:
-            t.add_row(k, v)
-        return t
+        return quantity_table(f"sampling report: {self.sampler}", rows)
 
     def steps_table(self, max_rows: int = 10):
         """Per-step TV, min / max pi*N and bias bound (first steps and the last one)."""
