@@ -208,7 +208,9 @@ def test_plan_stats_follows_the_epoch(clips):
 def test_several_segments(clips, monkeypatch):
     """Plans cover segments of the share (the next planned in the background): the same
     batches, hits within every segment, and the dry run still predicts them."""
-    monkeypatch.setattr(VideoLoader, "_segment_length", lambda self: 70)
+    from vidloader.loader import _windows
+
+    monkeypatch.setattr(_windows, "segment_length", lambda capacity: 70)
     ds = VideoDataset(clips)
     off, _, _ = _epoch(ds, cache_bytes=0, seed=2)
     on, s, dry = _epoch(ds, cache_bytes=30 * FRAME_BYTES, seed=2)

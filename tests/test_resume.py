@@ -19,6 +19,7 @@ import torch
 
 from vidloader import UniformFrames, VideoDataset, VideoLoader
 from vidloader.index import VideoMetadata
+from vidloader.sampling import PassStart
 
 from media import make_video, read_barcode
 
@@ -156,8 +157,8 @@ def test_sampler_state_round_trip():
     t.set_epoch(5)
     assert t.position == 0 and t.epoch == 5
     t.load_state_dict(sd)
-    assert t._claim_start() == (7, True)
-    assert t._claim_start() == (0, False)  # only the first pass after a load resumes
+    assert t.begin_pass() == PassStart(7, True)
+    assert t.begin_pass() == PassStart(0, False)  # only the first pass after a load resumes
 
     # a share's positions mean nothing under another sharding
     for other in (UniformFrames(seed=3, rank=0, world_size=3), UniformFrames(seed=3, rank=1, world_size=2),

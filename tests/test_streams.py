@@ -276,12 +276,12 @@ def test_replay_in_one_window_keeps_the_job_order(tmp_path):
     sds = SceneDataset(root, index=None, progress=False)
     loader = VideoLoader(sds, StreamSampler(2, frames=2, fps=25, seed=0), batch_size=2, size=None, num_workers=2, plan_batches=4)
     submitted = []
-    pool = loader._get_pool()
+    pool = loader._decode.pool
     submit = pool.submit
 
-    def recording_submit(fn, job, *args):
-        submitted.append(job)
-        return submit(fn, job, *args)
+    def recording_submit(fn, spec, *args):
+        submitted.append(spec.job)
+        return submit(fn, spec, *args)
 
     pool.submit = recording_submit
     result = {}

@@ -122,7 +122,7 @@ def _items_mode(name: str, w: Workload, cfg: BenchConfig, sampler, *, batch_size
         frames, seconds = steady_state(loader, warmup=wu, timed=tm, size_of=lambda b: len(b) * per)
         st = loader.stats()
         rss1 = _rss_bytes()
-        open_readers = len(getattr(loader._readers, "_idle", ()))
+        open_readers = len(getattr(loader._decode.readers, "_idle", ()))
     items = frames // per
     extra = {
         "item_shape": list(loader.item_shape),

@@ -1,11 +1,20 @@
 """Decoding: planned jobs -> frames at the output size, and exact per-file access."""
 
-from ._backend import BackendUnavailableError, UnsupportedByBackendError, get_backend
+from ._backend import Backend, BackendName, BackendUnavailableError, Capabilities, ReaderPool, ReaderPoolProtocol, UnsupportedByBackendError, get_backend
 from ._opencv import OpenCVBackend
-from ._pyav import DecodeCounters, PyAVReader, frame_to_array
+from ._output import put_frame
+from ._pyav import DecodeCounters, Interpolation, PyAVReader, check_interpolation, frame_to_array
 from ._video_file import Frame, FrameBatch, VideoFile
 
 __all__ = [
+    "Backend",
+    "BackendName",
+    "Capabilities",
+    "Interpolation",
+    "ReaderPool",
+    "ReaderPoolProtocol",
+    "check_interpolation",
+    "put_frame",
     "BackendUnavailableError",
     "DecodeCounters",
     "Frame",

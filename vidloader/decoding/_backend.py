@@ -47,6 +47,7 @@ __all__ = [
     "Capabilities",
     "PyAVBackend",
     "ReaderPool",
+    "ReaderPoolProtocol",
     "UnsupportedByBackendError",
     "get_backend",
 ]
@@ -113,9 +114,47 @@ class ArrayReader(Protocol):
 
 
 @runtime_checkable
+class ReaderPoolProtocol(Protocol):
+    """Readers shared by the decoding threads: what the loader's decode stage calls.
+
+    ``decode_arrays`` decodes one job with a pooled reader, emitting each wanted frame
+    (thread-safe: one reader serves one job at a time). ``continuation``: the pool keeps
+    each video's decoder where a job leaves it, so a job that starts where the
+    previous one of that video ended continues without a seek; it then runs the jobs
+    announced with ``expect`` in the announced order per video, and ``forget`` drops
+    the announced jobs that never started (a pass abandoned). Pools without
+    continuation accept both calls and do nothing."""
+
+    continuation: bool
+
+    def decode_arrays(
+        self,
+        job: DecodeJob,
+        emit: EmitArray,
+        counters: DecodeCounters,
+        *,
+        size: tuple[int, int] | None,
+        rotation: int,
+        interpolation: str,
+        timeout: float | None = None,
+    ) -> None: ...
+
+    def expect(self, jobs: Sequence[DecodeJob]) -> None: ...
+
+    def forget(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
 class Backend(Protocol):
+    """A decoder family. ``supports_continuation``: ``reader_pool(...,
+    continuation=True, max_cursors=N)`` gives a pool that continues decoders between
+    sequential jobs (see :class:`ReaderPoolProtocol`)."""
+
     name: str
     capabilities: Capabilities
+    supports_continuation: bool
 
     def supports(self, meta: VideoMetadata) -> str | None:
         """None if the backend decodes ``meta``'s file exactly, else the reason it refuses."""
@@ -123,8 +162,8 @@ class Backend(Protocol):
     def open(self, meta: VideoMetadata, *, skip_nonref: bool = True) -> ArrayReader:
         """A reader of one file; raises :class:`UnsupportedByBackendError` for refused files."""
 
-    def reader_pool(self, metas: Sequence[VideoMetadata], *, max_open: int = 256, skip_nonref: bool = True):
-        """Readers shared by decoding threads: ``.decode_arrays(job, ...)`` and ``.close()``."""
+    def reader_pool(self, metas: Sequence[VideoMetadata], *, max_open: int = 256, skip_nonref: bool = True) -> ReaderPoolProtocol:
+        """Readers shared by decoding threads."""
 
 
 # --------------------------------------------------------------------------- PyAV
@@ -179,7 +218,10 @@ class ReaderPool:
     thread at a time; idle ones stay open in an LRU of ``max_open`` files (far below
     ``ulimit -n``). Opening a file costs tens of milliseconds at 1080p (FFmpeg probes it
     by decoding), so keeping files open matters. A file the backend refuses is
-    remembered, so it is not reopened for every job."""
+    remembered, so it is not reopened for every job. No continuation: ``expect`` and
+    ``forget`` do nothing."""
+
+    continuation = False
 
     def __init__(self, backend: Backend, metas: Sequence[VideoMetadata], *, max_open: int = 256, skip_nonref: bool = True):
         self.backend = backend
@@ -239,6 +281,12 @@ class ReaderPool:
             self._failed(reader)
             raise
         self._checkin(job.video, reader)
+
+    def expect(self, jobs: Sequence[DecodeJob]) -> None:
+        """Announce future jobs; a pool without continuation runs jobs in any order."""
+
+    def forget(self) -> None:
+        """Drop announced jobs; nothing to drop without continuation."""
 
     def close(self) -> None:
         with self._lock:
@@ -391,8 +439,12 @@ def get_backend(backend: "str | Backend") -> Backend:
 
             return OpenCVBackend()
         raise ValueError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
-    if all(hasattr(backend, a) for a in ("open", "reader_pool", "supports", "capabilities", "name")):
+    required = ("open", "reader_pool", "supports", "capabilities", "name", "supports_continuation")
+    missing = [a for a in required if not hasattr(backend, a)]
+    if not missing:
         return backend
+    if missing == ["supports_continuation"]:
+        raise TypeError(f"backend {backend!r} has no supports_continuation attribute (set it to False unless its reader_pool takes continuation=True)")
     raise TypeError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or a backend object, got {backend!r}")
 
 

@@ -94,6 +94,7 @@ class OpenCVBackend:
     """
 
     name = "opencv"
+    supports_continuation = False
     capabilities = Capabilities(
         exact_seek=False,
         bit_exact=False,

@@ -77,6 +77,7 @@ class TorchCodecBackend:
     """
 
     name = "torchcodec"
+    supports_continuation = False
     capabilities = Capabilities(
         exact_seek=True,
         bit_exact=False,  # measured equal on the test files at size=None; not guaranteed

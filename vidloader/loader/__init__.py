@@ -1,5 +1,8 @@
-"""The loader: sampler order -> planned decoding -> batches."""
+"""The loader: sampler order -> planned windows -> fetch -> decode -> batches -> device."""
 
-from ._loader import Batch, LoaderStats, VideoLoader
+from ._batch import Batch
+from ._fetch import FetchStage, Fetched, LocalFiles
+from ._loader import VideoLoader
+from ._stats import LoaderStats
 
-__all__ = ["Batch", "LoaderStats", "VideoLoader"]
+__all__ = ["Batch", "FetchStage", "Fetched", "LoaderStats", "LocalFiles", "VideoLoader"]

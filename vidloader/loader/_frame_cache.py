@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .._errors import VideoError
+from .._errors import DecodeError, VideoError
+from .._types import frame_key
+from ..index import VideoMetadata
+from ..planning import WindowPlan
 
-__all__ = ["FrameCache", "default_cache_bytes", "SegmentPlan"]
+__all__ = ["CacheFill", "FrameCache", "default_cache_bytes", "fill_rows"]
 
 
 def default_cache_bytes() -> int:
@@ -27,10 +32,6 @@ def default_cache_bytes() -> int:
     except (ValueError, OSError, AttributeError):
         avail = 8 << 30
     return int(min(2_000_000_000, 0.10 * avail))
-
-
-def frame_key(video: int, frame: int) -> int:
-    return (int(video) << 32) | int(frame)
 
 
 class FrameCache:
@@ -131,14 +132,40 @@ class FrameCache:
 
 
 @dataclass
-class SegmentPlan:
-    """The look-ahead plan of the segment of this rank's share starting at ``start``."""
+class CacheFill:
+    """A window's rows served from the cache: ``hits`` filled; ``errors`` (row, error)
+    for rows whose frame could not be decoded (the producer's error) or is missing."""
 
-    start: int
-    plan: object  # LookaheadPlan
-    videos: np.ndarray
-    frames: np.ndarray
+    hits: int = 0
+    errors: list[tuple[int, VideoError]] = field(default_factory=list)
+    seconds: float = 0.0
 
-    @property
-    def end(self) -> int:
-        return self.start + self.plan.num_requests
+
+def fill_rows(
+    cache: FrameCache | None,
+    window: WindowPlan,
+    out: torch.Tensor,
+    failed: np.ndarray,
+    metas: Sequence[VideoMetadata],
+    bad_videos: Mapping[int, VideoError],
+) -> CacheFill:
+    """Copy the window's cached rows into ``out`` and mark the ones that fail in
+    ``failed``. Called when the window's jobs have finished: the windows that produce
+    its frames are earlier, so finished too. Every planned use is taken, also for rows
+    already failed, so the cache's counts stay exact."""
+    t0 = time.perf_counter()
+    fill = CacheFill()
+    for r in window.cached_rows.tolist():
+        video, frame = int(window.videos[r]), int(window.frames[r])
+        value = cache.take_into(frame_key(video, frame), out[r]) if cache is not None else None
+        if failed[r]:
+            continue
+        if value is True:
+            fill.hits += 1
+            continue
+        if not isinstance(value, VideoError):  # defensive: the plan promised this frame
+            value = bad_videos.get(video) or DecodeError(metas[video].path, f"frame {frame} missing from the look-ahead cache")
+        failed[r] = True
+        fill.errors.append((r, value))
+    fill.seconds = time.perf_counter() - t0
+    return fill

@@ -1,9 +1,10 @@
 """Samplers: which frames training sees, in which order; and the sampling report."""
 
-from ._base import FrameSampler
+from ._base import FrameSampler, PassStart
 from ._biased import RandomChunkStart, VideoThenFrame
 from ._clips import ClipTiles, GroupTiles, ItemSamplingReport, ItemTable, UniformClips, UniformGroups, item_sampling_report
 from ._streams import StreamSampler, StreamSchedule
+from ._protocol import Sampler
 from ._report import SamplingReport, design_effect, mean_cluster_size, sampling_report
 from ._tiles import ChunkTiles, GopTiles, TileLayout
 from ._uniform import UniformFrames
@@ -18,7 +19,9 @@ __all__ = [
     "UniformGroups",
     "FrameSampler",
     "GopTiles",
+    "PassStart",
     "RandomChunkStart",
+    "Sampler",
     "SamplingReport",
     "StreamSampler",
     "StreamSchedule",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import copy
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -10,7 +12,16 @@ import numpy as np
 if TYPE_CHECKING:
     from ..index import VideoDataset
 
-__all__ = ["FrameSampler"]
+__all__ = ["FrameSampler", "PassStart"]
+
+
+@dataclass(frozen=True)
+class PassStart:
+    """Where a pass starts: ``position`` in this rank's share, and whether it ``resumed``
+    a restored state (else it starts the epoch at 0)."""
+
+    position: int
+    resumed: bool
 
 
 class FrameSampler(abc.ABC):
@@ -208,14 +219,41 @@ class FrameSampler(abc.ABC):
         self.position = int(sd["position"])
         self._resume = True
 
-    def _claim_start(self) -> tuple[int, bool]:
-        """For a consumer starting a pass: (start position, whether it resumes a restored
-        state). A pass that does not follow load_state_dict starts the epoch at 0."""
+    # -- what a consumer (the loader) calls: see vidloader.sampling.Sampler ---------------
+
+    @property
+    def restored(self) -> bool:
+        """A state restored by :meth:`load_state_dict` that no pass has used yet."""
+        return self._resume
+
+    @property
+    def provides_item_info(self) -> bool:
+        """Whether :meth:`item_info` gives per-item fields (else it returns None)."""
+        return type(self)._item_info is not FrameSampler._item_info
+
+    def begin_pass(self) -> PassStart:
+        """Start a pass over this rank's share: from a just-restored state's position
+        (``resumed``), else from the epoch's start (``position`` reset to 0)."""
         resumed = self._resume
         self._resume = False
         if not resumed:
             self.position = 0
-        return self.position, resumed
+        return PassStart(position=self.position, resumed=resumed)
+
+    def advance(self, position: int) -> None:
+        """Record that the consumer has used this rank's share up to ``position`` (items;
+        it may pass :meth:`num_samples` when the consumer wrapped around)."""
+        position = int(position)
+        if position < 0:
+            raise ValueError(f"position must be >= 0, got {position}")
+        self.position = position
+
+    def at_epoch(self, epoch: int) -> "FrameSampler":
+        """A copy of this sampler at the start of ``epoch``, for dry runs: this one is not
+        changed."""
+        other = copy.copy(self)
+        other.epoch, other.position, other._resume = int(epoch), 0, False
+        return other
 
     def _rng(self, *extra: int) -> np.random.Generator:
         return np.random.Generator(np.random.PCG64([self.seed, self.epoch, *extra]))

@@ -1,0 +1,163 @@
+"""Stages 4-5 of a pass: finish a window (its jobs and cached rows), apply the error
+policy, and cut batches from the good items in the sampler's order."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .._errors import DecodeError, VideoError
+from .._types import ItemShape, OnError, Size
+from ..decoding import DecodeCounters
+from ..index import VideoMetadata
+from ..planning import WindowPlan
+from ._batch import Batch
+from ._decode import JobResult
+from ._frame_cache import FrameCache, fill_rows
+
+__all__ = ["BatchAssembler", "ErrorPolicy", "Window", "WindowOutcome", "finish_window"]
+
+
+@dataclass(eq=False)
+class Window:
+    """A window in flight: its plan, its output rows (``out``, one frame a row; item k is
+    rows ``[k * per, (k + 1) * per)``), its jobs and which rows failed so far."""
+
+    plan: WindowPlan
+    out: torch.Tensor
+    futures: list[Future[JobResult]]
+    failed: np.ndarray
+
+    @property
+    def start(self) -> int:
+        """Share position of the window's first item."""
+        return self.plan.start
+
+
+@dataclass
+class WindowOutcome:
+    """A finished window: its ``good`` item numbers, its ``errors`` (first failed row,
+    error, video), the items they spoil (``bad_items``), and what finishing it cost."""
+
+    good: np.ndarray
+    counters: DecodeCounters = field(default_factory=DecodeCounters)
+    decode_jobs: int = 0
+    decode_seconds: float = 0.0
+    cache_hits: int = 0
+    cache_fill_seconds: float = 0.0
+    wait_seconds: float = 0.0
+    errors: list[tuple[int, VideoError, int]] = field(default_factory=list)
+    bad_items: int = 0
+
+
+class ErrorPolicy:
+    """``"raise"``: the first bad item's error (in the window's order) is raised.
+    ``"skip"``: bad items are dropped and counted. A file that is unusable as a whole
+    (any :class:`VideoError` other than a :class:`DecodeError`) is remembered in
+    :attr:`bad_videos`, and later windows do not decode it."""
+
+    def __init__(self, on_error: OnError, metas: Sequence[VideoMetadata]):
+        self.on_error = on_error
+        self.metas = metas
+        self.bad_videos: dict[int, VideoError] = {}
+
+    def settle(self, errors: list[tuple[int, VideoError, int]]) -> list[str]:
+        """Apply the policy to a window's errors, (first failed row, error, video) each;
+        returns their messages (skip) or raises the first (raise)."""
+        if not errors:
+            return []
+        errors.sort(key=lambda x: x[0])
+        if self.on_error == "raise":
+            raise errors[0][1]
+        for _, e, video in errors:
+            if not isinstance(e, DecodeError):
+                self.bad_videos[video] = e
+        return [str(e) for _, e, _ in errors]
+
+
+def finish_window(window: Window, cache: FrameCache | None, policy: ErrorPolicy, per: int) -> WindowOutcome:
+    """Wait for the window's jobs and fill its cached rows; the caller records the work,
+    then applies ``policy.settle`` to ``errors`` (in raise mode it raises). Work is
+    counted when its window is consumed, so decoded and delivered frames cover the same
+    requests even with windows decoded ahead."""
+    plan = window.plan
+    errors: list[tuple[int, VideoError, int]] = []
+    for r in plan.dead_rows.tolist():
+        video = int(plan.videos[r])
+        errors.append((r, policy.bad_videos[video], video))
+    outcome = WindowOutcome(good=np.zeros(0, dtype=np.int64))
+    t0 = time.perf_counter()
+    for fut in window.futures:
+        res = fut.result()
+        outcome.counters.add(res.counters)
+        outcome.decode_jobs += 1
+        outcome.decode_seconds += res.seconds
+        if res.error is not None:
+            window.failed[res.failed_rows] = True
+            errors.append((min(res.failed_rows) if res.failed_rows else 0, res.error, res.video))
+    outcome.wait_seconds = time.perf_counter() - t0
+    if plan.cached_rows.shape[0]:
+        fill = fill_rows(cache, plan, window.out, window.failed, policy.metas, policy.bad_videos)
+        outcome.cache_hits, outcome.cache_fill_seconds = fill.hits, fill.seconds
+        errors.extend((r, e, int(plan.videos[r])) for r, e in fill.errors)
+    bad_items = window.failed.reshape(-1, per).any(axis=1)
+    outcome.errors = errors
+    outcome.bad_items = int(bad_items.sum()) if errors else 0
+    outcome.good = np.flatnonzero(~bad_items)
+    return outcome
+
+
+class BatchAssembler:
+    """Cuts a batch from parts of finished windows: (window, its good item numbers to
+    use), in order. ``item_info``: the sampler's per-item fields for share positions,
+    when it has them."""
+
+    def __init__(
+        self,
+        metas: Sequence[VideoMetadata],
+        *,
+        item_shape: ItemShape,
+        size: Size,
+        item_info: Callable[[np.ndarray], dict[str, np.ndarray] | None] | None,
+    ):
+        self.metas = metas
+        self.item_shape = item_shape
+        self.size = size
+        self.item_info = item_info
+
+    def make(self, parts: list[tuple[Window, np.ndarray]]) -> Batch:
+        """The batch of ``parts``' items, ``data`` on the CPU (a view when the items are one
+        contiguous run of one window)."""
+        shape = self.item_shape
+        h, w = self.size
+
+        def items(c: Window) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+            return c.out.view(-1, *shape, 3, h, w), c.plan.videos.reshape(-1, *shape), c.plan.frames.reshape(-1, *shape)
+
+        rows = parts[0][1]
+        if len(parts) == 1 and rows[-1] - rows[0] + 1 == rows.shape[0]:
+            a, b = int(rows[0]), int(rows[-1]) + 1
+            o, v, f = items(parts[0][0])
+            out, videos, frames = o[a:b], v[a:b], f[a:b]  # the common case: a view
+        else:
+            out = torch.cat([items(c)[0][torch.from_numpy(rows)] for c, rows in parts])
+            videos = np.concatenate([items(c)[1][rows] for c, rows in parts])
+            frames = np.concatenate([items(c)[2][rows] for c, rows in parts])
+        metas = self.metas
+        pts = np.fromiter(
+            (float(metas[v].pts[f] * metas[v].time_base) for v, f in zip(videos.reshape(-1).tolist(), frames.reshape(-1).tolist())),
+            dtype=np.float64,
+            count=videos.size,
+        ).reshape(videos.shape)
+        info = None
+        if self.item_info is not None:
+            info = self.item_info(np.concatenate([c.start + r for c, r in parts]))
+        extra = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in (info or {}).items()}
+        return Batch(
+            data=out, video=torch.from_numpy(videos.copy()), index=torch.from_numpy(frames.copy()), pts_seconds=torch.from_numpy(pts), info=extra
+        )

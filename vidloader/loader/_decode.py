@@ -1,0 +1,155 @@
+"""Stage 3 of a pass: decode a window's jobs on a thread pool, straight into its rows.
+
+Each job decodes one GOP (or one forward run of a sequential sampler) with a pooled
+reader and writes every wanted frame, already at the output size, into the window's
+output rows; the frames the plan keeps for later windows go into the look-ahead
+cache. PyAV releases the GIL while decoding and scaling, so threads use the cores
+without copying frames between processes (2 threads decode 1080p H.264 at 1.85x one
+thread on 2 cores; docs/design.md).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .._errors import DecodeError, VideoError
+from .._types import Size, frame_key
+from ..decoding import Backend, DecodeCounters, ReaderPoolProtocol, put_frame
+from ..index import VideoMetadata
+from ..planning import JobSpec, WindowPlan
+from ._frame_cache import FrameCache
+
+__all__ = ["DecodeStage", "JobResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class JobResult:
+    """One finished job: its ``error`` (None if it produced every frame it owed), the
+    output rows left unfilled (``failed_rows``), the decoders' ``counters`` and the
+    ``seconds`` it ran."""
+
+    video: int
+    error: VideoError | None
+    failed_rows: list[int]
+    counters: DecodeCounters
+    seconds: float = 0.0
+
+
+class DecodeStage:
+    """Runs decode jobs with ``backend``'s reader pool on ``num_workers`` threads (0: in
+    the calling thread). ``cursors``: keep up to that many decoders open between
+    sequential jobs (the backend must support continuation); None for random access.
+    ``timeout``: seconds a job may run (checked between packets)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        metas: Sequence[VideoMetadata],
+        *,
+        size: Size,
+        rotate: bool,
+        interpolation: str,
+        timeout: float | None,
+        num_workers: int,
+        max_open_files: int,
+        skip_nonref: bool,
+        cursors: int | None = None,
+    ):
+        self.metas = metas
+        self.size = size
+        self.rotate = rotate
+        self.interpolation = interpolation
+        self.timeout = timeout
+        self.num_workers = num_workers
+        if cursors is not None:
+            self.readers: ReaderPoolProtocol = backend.reader_pool(  # type: ignore[call-arg]  # continuation is the optional extension declared by supports_continuation
+                metas, max_open=max_open_files, skip_nonref=skip_nonref, continuation=True, max_cursors=cursors
+            )
+        else:
+            self.readers = backend.reader_pool(metas, max_open=max_open_files, skip_nonref=skip_nonref)
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def pool(self) -> ThreadPoolExecutor | None:
+        """The decoding threads (None with ``num_workers=0``), started on first use."""
+        if self.num_workers == 0:
+            return None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="vidloader-decode")
+        return self._pool
+
+    def submit(self, window: WindowPlan, out: torch.Tensor, cache: FrameCache | None) -> list[Future[JobResult]]:
+        """Start the window's jobs, in the plan's order (a first-in, first-out pool starts
+        them in that order: ordered jobs wait for their video's earlier ones, so queued
+        ahead of those they could hold a thread that they need)."""
+        if window.ordered:
+            self.readers.expect([s.job for s in window.jobs])
+        pool = self.pool
+        futures: list[Future[JobResult]] = []
+        for spec in window.jobs:
+            if pool is not None:
+                futures.append(pool.submit(self.run, spec, out, cache))
+            else:
+                futures.append(done(self.run(spec, out, cache)))
+        return futures
+
+    def run(self, spec: JobSpec, out: torch.Tensor, cache: FrameCache | None = None) -> JobResult:
+        """Decode one job into its rows of ``out``, and put the frames it keeps into
+        ``cache`` (or, if they were not produced, the error, for their later requests)."""
+        t0 = time.perf_counter()
+        job, slots, store = spec.job, spec.rows, spec.keep
+        counters = DecodeCounters()
+        meta = self.metas[job.video]
+        rotation = meta.rotation if self.rotate else 0
+        done_frames: set[int] = set()
+
+        def emit(i: int, arr: np.ndarray) -> None:
+            t = put_frame(out, slots.get(i, ()), arr)
+            if store and i in store and cache is not None:
+                cache.put(frame_key(job.video, i), t, store[i])
+            done_frames.add(i)
+
+        err: VideoError | None = None
+        try:
+            self.readers.decode_arrays(
+                job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation, timeout=self.timeout
+            )
+        except VideoError as e:
+            err = e
+        failed = [r for i, rows in slots.items() if i not in done_frames for r in rows]
+        if err is None and failed:  # defensive: never deliver an unfilled row
+            err = DecodeError(meta.path, f"frames {sorted(i for i in slots if i not in done_frames)} were not produced")
+        if store and cache is not None:
+            for i, uses in store.items():  # the later requests fail with this job's error
+                if i not in done_frames:
+                    cache.put(frame_key(job.video, i), err or DecodeError(meta.path, f"frame {i} was not produced"), uses)
+            if not slots:  # only frames for later requests: the error reaches them, not this window
+                err = None
+        return JobResult(job.video, err, failed, counters, time.perf_counter() - t0)
+
+    def forget(self) -> None:
+        """Drop announced jobs that never started (a pass ends early)."""
+        self.readers.forget()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self.readers.close()
+
+    def shutdown_nowait(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def done(result: JobResult) -> Future[JobResult]:
+    """A future already holding ``result``."""
+    f: Future[JobResult] = Future()
+    f.set_result(result)
+    return f

@@ -1,0 +1,55 @@
+"""Last stage of a pass: a batch to its device, then the transform (on that device, so
+augmentations run on the GPU when the batch goes there)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Callable
+
+import torch
+
+from ._batch import Batch
+
+__all__ = ["Deliver", "batch_seed"]
+
+
+class Deliver:
+    """Moves ``batch.data`` to ``device`` and applies ``transform``, called as
+    ``transform(data, generator=g)`` when it takes a generator (else ``transform(data)``),
+    with ``g`` seeded from (seed, epoch, batch number, rank): the same augmentations
+    for the same batch, whatever was decoded ahead or resumed."""
+
+    def __init__(self, *, device: torch.device, pin_memory: bool, transform: Callable[..., Any] | None):
+        self.device = device
+        self.pin_memory = pin_memory
+        self.transform = transform
+        self._takes_generator = transform is not None and accepts_generator(transform)
+
+    def __call__(self, batch: Batch, *, seed: int, epoch: int, batch_no: int, rank: int) -> Batch:
+        data = batch.data
+        if self.device.type != "cpu":
+            data = data.to(self.device, non_blocking=self.pin_memory)
+        if self.transform is not None:
+            if self._takes_generator:
+                g = torch.Generator().manual_seed(batch_seed(seed, epoch, batch_no, rank))
+                data = self.transform(data, generator=g)
+            else:
+                data = self.transform(data)
+        return batch if data is batch.data else dataclasses.replace(batch, data=data)
+
+
+def accepts_generator(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "generator" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def batch_seed(*xs: int) -> int:
+    """A 63-bit seed mixed from ``xs`` (splitmix-style)."""
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+    return h >> 1

@@ -1,0 +1,247 @@
+"""One pass over a rank's share: the stages wired in a loop.
+
+    request stream -> plan a window (WindowSource) -> fetch (FetchStage) -> decode jobs
+    (DecodeStage, frames into the window's rows and the look-ahead cache) -> finish
+    the window (cached rows, error policy) -> cut batches (BatchAssembler) -> device
+    and transform (Deliver)
+
+Windows are planned and submitted ``in_flight`` at a time ahead of consumption.
+Batches are cut from the stream of good items in the sampler's order: a skipped item
+is replaced by the next request of the order, and only the epoch's last batch can be
+short. Every row knows its position in the share, so a delivered batch moves the
+consumed position to just after its last row. With ``even`` (even_batches), requests
+wrapped around from the share's start (positions >= n) are read only when skips leave
+the epoch short, never ahead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import numpy as np
+import torch
+
+from .._types import Size
+from ._assemble import BatchAssembler, ErrorPolicy, Window, WindowOutcome, finish_window
+from ._batch import Batch
+from ._decode import DecodeStage
+from ._deliver import Deliver
+from ._fetch import FetchStage
+from ._frame_cache import FrameCache
+from ._requests import RequestStream, share_blocks
+from ._stats import LoaderStats
+from ._windows import WindowSource
+
+if TYPE_CHECKING:
+    from ..index import VideoDataset
+    from ..sampling import Sampler
+
+__all__ = ["EpochPass", "PassShape", "Recorder"]
+
+
+class Recorder:
+    """The loader's counters and the lock that keeps them consistent with the sampler's
+    position and the batches delivered (``state_dict`` reads all three under it)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stats = LoaderStats()
+        self._kept_seen = 0  # frames the current pass's cache had stored when last counted
+
+    def new_pass(self) -> None:
+        with self.lock:
+            self._kept_seen = 0
+
+    def planning(self, source: WindowSource) -> None:
+        with self.lock:
+            self.stats.planning_seconds += source.planning_seconds
+            self.stats.windows += source.windows
+        source.planning_seconds, source.windows = 0.0, 0
+
+    def window(self, outcome: WindowOutcome, cache: FrameCache | None, fetched: tuple[int, int, float]) -> None:
+        s = self.stats
+        with self.lock:
+            if cache is not None:
+                s.cache_hits += outcome.cache_hits
+                s.frames_kept += cache.stored - self._kept_seen
+                self._kept_seen = cache.stored
+                s.cache_bytes = cache.bytes
+                s.peak_cache_bytes = max(s.peak_cache_bytes, cache.peak_bytes)
+            c = outcome.counters
+            s.frames_decoded += c.frames_decoded
+            s.packets_sent += c.packets_sent
+            s.frames_skipped += c.frames_skipped
+            s.seeks += c.seeks
+            s.decode_jobs += outcome.decode_jobs
+            s.decode_seconds += outcome.decode_seconds
+            s.cache_fill_seconds += outcome.cache_fill_seconds
+            s.wait_seconds += outcome.wait_seconds
+            s.fetch_requests += fetched[0]
+            s.fetch_bytes += fetched[1]
+            s.fetch_seconds += fetched[2]
+
+    def skipped(self, items: int, messages: list[str]) -> None:
+        with self.lock:
+            self.stats.errors_skipped += items
+            self.stats.recent_errors = (self.stats.recent_errors + messages)[-20:]
+
+
+@dataclass(frozen=True)
+class PassShape:
+    """The fixed facts of a loader's passes."""
+
+    batch_size: int
+    per: int
+    size: Size
+    drop_last: bool
+    even: bool
+    in_flight: int
+    pin_memory: bool
+
+
+class EpochPass:
+    """Iterating it runs the pass from share position ``start``; ``on_batch(consumed,
+    batch_no)`` is called under the recorder's lock as each batch is handed over."""
+
+    def __init__(
+        self,
+        *,
+        sampler: "Sampler",
+        dataset: "VideoDataset",
+        shape: PassShape,
+        source: WindowSource,
+        fetch: FetchStage,
+        decode: DecodeStage,
+        cache: FrameCache | None,
+        policy: ErrorPolicy,
+        assembler: BatchAssembler,
+        deliver: Deliver,
+        recorder: Recorder,
+        on_batch: Callable[[int, int], None],
+        on_end: Callable[[], None],
+    ):
+        self.sampler = sampler
+        self.dataset = dataset
+        self.shape = shape
+        self.source = source
+        self.fetch = fetch
+        self.decode = decode
+        self.cache = cache
+        self.policy = policy
+        self.assembler = assembler
+        self.deliver = deliver
+        self.recorder = recorder
+        self.on_batch = on_batch
+        self.on_end = on_end
+        self._fetched = (0, 0, 0.0)
+
+    def _submit(self, ids: RequestStream, inflight: deque[Window], limit: int | None, n: int | None = None) -> bool:
+        plan = self.source.next(ids, limit, n, exclude=self.policy.bad_videos.keys())
+        self.recorder.planning(self.source)
+        if plan is None:
+            return False
+        f = self.fetch.fetch(plan)
+        self._fetched = (self._fetched[0] + f.requests, self._fetched[1] + f.bytes, self._fetched[2] + f.seconds)
+        h, w = self.shape.size
+        out = torch.empty((plan.num_rows, 3, h, w), dtype=torch.uint8, pin_memory=self.shape.pin_memory)
+        failed = np.zeros(plan.num_rows, dtype=bool)
+        failed[plan.dead_rows] = True
+        inflight.append(Window(plan, out, self.decode.submit(plan, out, self.cache), failed))
+        return True
+
+    def _finish(self, window: Window) -> np.ndarray:
+        outcome = finish_window(window, self.cache, self.policy, self.shape.per)
+        self.recorder.window(outcome, self.cache, self._fetched)
+        self._fetched = (0, 0, 0.0)
+        messages = self.policy.settle(outcome.errors)  # raises under on_error="raise"
+        if messages:
+            self.recorder.skipped(outcome.bad_items, messages)
+        return outcome.good
+
+    def run(self, start: int, batch_no: int) -> Iterator[Batch]:
+        sh = self.shape
+        bs = sh.batch_size
+        n = self.sampler.num_samples(self.dataset)
+        n_batches = n // bs if sh.drop_last else -(-n // bs)
+        total = n_batches * bs if sh.drop_last else n  # items an error-free epoch delivers
+        ids = RequestStream(share_blocks(self.sampler, self.dataset, start, n, wrap=sh.even), start, sh.per)
+        self.recorder.new_pass()
+        inflight: deque[Window] = deque()
+        ready: deque[tuple[Window, np.ndarray]] = deque()  # (window, its good items not yet used)
+        n_ready = 0
+        last_good = start - 1  # position of the last good item seen
+        t_start = time.perf_counter()
+        try:
+            while len(inflight) < sh.in_flight and self._submit(ids, inflight, n):
+                pass
+            while True:
+                if sh.even:
+                    if batch_no >= n_batches:
+                        break
+                    want = min(bs, total - batch_no * bs)
+                else:
+                    want = bs
+                while n_ready < want:
+                    if inflight:
+                        window = inflight.popleft()
+                        good = self._finish(window)
+                        self._submit(ids, inflight, n)
+                        if good.shape[0]:
+                            ready.append((window, good))
+                            n_ready += good.shape[0]
+                            last_good = window.start + int(good[-1])
+                    elif sh.even:
+                        if ids.pos - (last_good + 1) >= n:
+                            raise RuntimeError(
+                                f"on_error='skip': no request of this rank's share ({n} requests, rank "
+                                f"{self.sampler.rank}) could be decoded; cannot fill the epoch's "
+                                f"{n_batches} batches. Recent errors: {self.recorder.stats.recent_errors[-3:]}"
+                            )
+                        self._submit(ids, inflight, None, want - n_ready)
+                    else:
+                        break
+                take = min(want, n_ready)
+                if take == 0 or (take < bs and sh.drop_last):
+                    break
+                parts: list[tuple[Window, np.ndarray]] = []
+                have = 0
+                while have < take:
+                    window, good = ready.popleft()
+                    need = take - have
+                    parts.append((window, good[:need]))
+                    have += min(need, good.shape[0])
+                    if good.shape[0] > need:
+                        ready.appendleft((window, good[need:]))
+                n_ready -= take
+                t0 = time.perf_counter()
+                batch = self.assembler.make(parts)
+                t1 = time.perf_counter()
+                batch = self.deliver(batch, seed=self.sampler.seed, epoch=self.sampler.epoch, batch_no=batch_no, rank=self.sampler.rank)
+                t2 = time.perf_counter()
+                batch_no += 1
+                last_window, last_rows = parts[-1]
+                consumed = last_window.start + int(last_rows[-1]) + 1
+                padded = sum(int((c.start + rows >= n).sum()) for c, rows in parts)
+                s = self.recorder.stats
+                with self.recorder.lock:
+                    s.batches += 1
+                    s.frames_delivered += len(batch) * sh.per
+                    s.items_delivered += len(batch)
+                    s.padded += padded
+                    s.assemble_seconds += t1 - t0
+                    s.transform_seconds += t2 - t1
+                    s.seconds += time.perf_counter() - t_start
+                    self.on_batch(consumed, batch_no)
+                yield batch
+                t_start = time.perf_counter()
+        finally:
+            for p in inflight:
+                for f in p.futures:
+                    f.cancel()
+            if self.source.sequential:
+                self.decode.forget()
+            self.on_end()

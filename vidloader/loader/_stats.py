@@ -1,0 +1,133 @@
+"""The loader's counters: one :class:`LoaderStats`, with a field group per stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["LoaderStats"]
+
+#: (stage, its seconds field, its count field, what it counts)
+STAGES: tuple[tuple[str, str, str, str], ...] = (
+    ("plan", "planning_seconds", "windows", "windows"),
+    ("fetch", "fetch_seconds", "fetch_requests", "requests"),
+    ("decode", "decode_seconds", "decode_jobs", "jobs"),
+    ("cache fill", "cache_fill_seconds", "cache_hits", "rows"),
+    ("assemble", "assemble_seconds", "batches", "batches"),
+    ("transform", "transform_seconds", "batches", "batches"),
+    ("consumer wait", "wait_seconds", "batches", "batches"),
+)
+
+
+@dataclass
+class LoaderStats:
+    """Counters since the loader was created (or restored by ``load_state_dict``).
+
+    Delivery: ``decode_amplification`` = frames decoded per frame delivered (1.0 is
+    sequential decoding). ``items_delivered`` counts items (frames, clips or camera
+    groups; ``frames_delivered`` counts their frames). ``padded``: items delivered from
+    requests wrapped around to the start of this rank's share, to keep the epoch's batch
+    count after skipped errors (``even_batches``). ``seconds``: wall time spent producing
+    batches (not the caller's time between them).
+
+    Per stage (:meth:`stages` tabulates them):
+
+    - plan: ``windows`` planned; ``planning_seconds`` planning windows and look-ahead
+      segments (segments are planned in a background thread, ahead of need).
+    - fetch: ``fetch_requests``, ``fetch_bytes``, ``fetch_seconds`` (0 for local files:
+      the decoder reads them directly).
+    - decode: ``decode_jobs`` run, ``decode_seconds`` summed over the decoding threads
+      (decode, colour conversion and scaling, copy into the batch); ``frames_decoded``,
+      ``packets_sent``, ``frames_skipped`` (non-reference frames dropped undecoded),
+      ``seeks``.
+    - look-ahead cache: ``cache_hits`` requests served from it, ``cache_fill_seconds``
+      copying them into batches, ``frames_kept`` frames decoded ahead and kept,
+      ``cache_bytes`` what it held when the last window was consumed,
+      ``peak_cache_bytes`` the most it held.
+    - assemble: ``batches``, ``assemble_seconds`` (cutting batches, pts, item info);
+      ``errors_skipped`` items dropped under ``on_error="skip"``, ``recent_errors`` the
+      last 20 messages.
+    - transform: ``transform_seconds`` (to the device, then the transform).
+    - ``wait_seconds``: time the iterating thread waited for decoding to finish.
+    """
+
+    batches: int = 0
+    frames_delivered: int = 0
+    items_delivered: int = 0
+    frames_decoded: int = 0
+    packets_sent: int = 0
+    frames_skipped: int = 0
+    seeks: int = 0
+    cache_hits: int = 0
+    frames_kept: int = 0
+    cache_bytes: int = 0
+    peak_cache_bytes: int = 0
+    planning_seconds: float = 0.0
+    errors_skipped: int = 0
+    padded: int = 0
+    seconds: float = 0.0
+    recent_errors: list[str] = field(default_factory=list)
+    windows: int = 0
+    fetch_requests: int = 0
+    fetch_bytes: int = 0
+    fetch_seconds: float = 0.0
+    decode_jobs: int = 0
+    decode_seconds: float = 0.0
+    cache_fill_seconds: float = 0.0
+    assemble_seconds: float = 0.0
+    transform_seconds: float = 0.0
+    wait_seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.frames_delivered / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def items_per_second(self) -> float:
+        return self.items_delivered / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def decode_amplification(self) -> float:
+        return self.frames_decoded / self.frames_delivered if self.frames_delivered else float("nan")
+
+    def copy(self) -> "LoaderStats":
+        s = LoaderStats(**{f.name: getattr(self, f.name) for f in fields(self)})
+        s.recent_errors = list(self.recent_errors)
+        return s
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LoaderStats":
+        """From :meth:`as_dict` or a saved state; unknown keys are ignored, missing ones
+        (a state saved before a field existed) start at zero."""
+        names = {f.name for f in fields(cls)}
+        s = cls(**{k: v for k, v in d.items() if k in names})
+        s.recent_errors = list(s.recent_errors)
+        return s
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["recent_errors"] = list(self.recent_errors)
+        d["images_per_second"] = self.images_per_second
+        d["items_per_second"] = self.items_per_second
+        d["decode_amplification"] = self.decode_amplification
+        return d
+
+    def stages(self) -> dict[str, dict[str, float]]:
+        """Per stage: ``seconds``, ``count`` and ``per_frame_ms`` (seconds per delivered
+        frame). Decode seconds are summed over threads, so stages overlap in wall time."""
+        out = {}
+        for stage, sec, cnt, _ in STAGES:
+            s = float(getattr(self, sec))
+            out[stage] = {
+                "seconds": s,
+                "count": float(getattr(self, cnt)),
+                "per_frame_ms": 1e3 * s / self.frames_delivered if self.frames_delivered else float("nan"),
+            }
+        return out
+
+    def __str__(self) -> str:
+        return (
+            f"{self.frames_delivered} frames in {self.batches} batches, {self.images_per_second:.1f} images/s, "
+            f"A={self.decode_amplification:.2f} ({self.frames_decoded} decoded, {self.packets_sent} packets sent, "
+            f"{self.frames_skipped} non-reference skipped), {self.errors_skipped} errors skipped, {self.padded} padded"
+        )

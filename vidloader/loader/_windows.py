@@ -1,0 +1,155 @@
+"""Stage 1 of a pass: the request stream cut into windows, each planned.
+
+Without look-ahead a window is ``plan_batches * batch_size`` items, extended so that it
+does not end inside a run of one GOP's consecutive frames. With look-ahead, windows are
+exactly those of the segment plans (:func:`~vidloader.planning.plan_segment`), planned
+``max(65536, 8 * capacity)`` requests at a time, the next segment in a background
+thread while this one is decoded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from ..planning import LookaheadStats, LookaheadWindow, SegmentPlan, WindowPlan, gop_run, plan_lookahead, plan_segment, plan_window
+from ._requests import RequestStream
+
+if TYPE_CHECKING:
+    from ..index import VideoDataset
+    from ..sampling import Sampler
+
+__all__ = ["WindowSource", "dry_run", "segment_length"]
+
+
+def segment_length(capacity: int) -> int:
+    """Requests planned together by the look-ahead planner."""
+    return max(65536, 8 * capacity)
+
+
+class WindowSource:
+    """Cuts one pass's :class:`RequestStream` into planned windows (:meth:`next`).
+
+    ``capacity``: frames the look-ahead cache holds (0: no look-ahead). ``ahead``:
+    windows decoded ahead of consumption (the planner's occupancy model needs it).
+    ``planner``: the executor that plans the next segment in the background."""
+
+    def __init__(
+        self,
+        dataset: "VideoDataset",
+        *,
+        window: int,
+        per: int,
+        capacity: int,
+        ahead: int,
+        sequential: bool,
+        planner: Callable[[], ThreadPoolExecutor],
+    ):
+        self.dataset = dataset
+        self.window = window
+        self.per = per
+        self.capacity = capacity
+        self.ahead = ahead
+        self.sequential = sequential
+        self._planner = planner
+        self._max_gop = max((int(m.gop_sizes().max()) for m in dataset.videos), default=1)
+        self._segment: SegmentPlan | None = None
+        self._next_segment: tuple[int, Future[SegmentPlan | None]] | None = None
+        self.planning_seconds = 0.0  # not yet reported to the stats
+        self.windows = 0
+
+    def next(self, ids: RequestStream, limit: int | None, n: int | None = None, *, exclude: Collection[int] = ()) -> WindowPlan | None:
+        """The next window: a planned one, or ``n`` items (replacements for skipped items,
+        read past ``limit`` only when ``limit`` is None); None when the stream is done."""
+        if self.capacity > 0 and n is None and limit is not None and ids.pos < limit:
+            return self._next_planned(ids, limit, exclude)
+        start = ids.pos
+        g = ids.take(self.window if n is None else n, limit)
+        if g.shape[0] == 0:
+            return None
+        if n is None and self.per == 1:
+            extra = self._gop_run(int(g[-1]), ids.peek(self._max_gop))
+            if extra:
+                g = np.concatenate([g, ids.take(extra, limit)])
+        t0 = time.perf_counter()
+        videos, frames = self.dataset.locate(g)
+        plan = plan_window(start, g, videos, frames, self.dataset.videos, exclude=exclude, sequential=self.sequential)
+        self._count(time.perf_counter() - t0)
+        return plan
+
+    def _count(self, seconds: float) -> None:
+        self.planning_seconds += seconds
+        self.windows += 1
+
+    def _gop_run(self, last: int, upcoming: np.ndarray) -> int:
+        video, frame = self.dataset.locate(np.asarray([last]))
+        meta = self.dataset.videos[int(video[0])]
+        return gop_run(meta, last, upcoming, offset=last - int(frame[0]))
+
+    def _next_planned(self, ids: RequestStream, limit: int, exclude: Collection[int]) -> WindowPlan | None:
+        start = ids.pos
+        seg = self._segment
+        if seg is None or start >= seg.end:
+            nxt = self._next_segment
+            if nxt is not None and nxt[0] == start:
+                seg = nxt[1].result()
+            else:
+                seg = self._plan_segment(start, ids.peek(min(segment_length(self.capacity), limit - start)))
+            self._segment, self._next_segment = seg, None
+            if seg is None:
+                return None
+            self.planning_seconds += seg.plan.seconds
+            if seg.end < limit:
+                ahead = ids.peek(seg.end - start + min(segment_length(self.capacity), limit - seg.end))[seg.end - start :]
+                self._next_segment = (seg.end, self._planner().submit(self._plan_segment, seg.end, ahead))
+        g = ids.take(min(seg.plan.window, seg.end - start), limit)
+        if g.shape[0] == 0:
+            return None
+        t0 = time.perf_counter()
+        la = seg.window(start, g.shape[0])
+        plan = plan_window(start, g, la.videos, la.frames, self.dataset.videos, lookahead=la, exclude=exclude)
+        self._count(time.perf_counter() - t0)
+        return plan
+
+    def _plan_segment(self, start: int, g: np.ndarray) -> SegmentPlan | None:
+        if g.shape[0] == 0:
+            return None
+        videos, frames = self.dataset.locate(g)
+        return plan_segment(start, videos, frames, self.dataset.videos, window=self.window, capacity=self.capacity, ahead=self.ahead)
+
+
+def dry_run(
+    sampler: "Sampler", dataset: "VideoDataset", *, per: int, window: int, capacity: int, ahead: int, frame_bytes: int, budget_bytes: int
+) -> LookaheadStats:
+    """The look-ahead figures of ``sampler``'s whole epoch from its start, planned in the
+    same segments and windows as a pass, without decoding (``capacity`` 0: no look-ahead)."""
+    decoded = plain = hits = peak = 0
+    seconds = 0.0
+    n = sampler.num_samples(dataset)
+    ids = RequestStream(sampler.blocks(dataset, 0), 0, per)
+    while ids.pos < n:
+        g = ids.take(segment_length(capacity), n)
+        if g.shape[0] == 0:
+            break
+        videos, frames = dataset.locate(g)
+        plan = plan_lookahead(videos, frames, dataset.videos, window=window, capacity=capacity, ahead=ahead)
+        decoded += int(plan.decoded.sum())
+        plain += int(plan.plain_decoded.sum())
+        hits += int(plan.hit.sum())
+        peak = max(peak, int(plan.occupancy.max(initial=0)))
+        seconds += plan.seconds
+    req = max(n, 1)
+    return LookaheadStats(
+        requests=n,
+        amplification=decoded / req,
+        plain_amplification=plain / req,
+        hit_rate=hits / req,
+        peak_cache_frames=peak,
+        peak_cache_bytes=peak * frame_bytes,
+        budget_bytes=budget_bytes if capacity else 0,
+        seconds=seconds,
+    )
