@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from fractions import Fraction
 
@@ -17,6 +18,7 @@ from media import make_video as _make_video
 from vidloader import VideoError
 from vidloader.index import probe_video
 from vidloader.prepare import (
+    EncodeSettings,
     PrepareVerifyError,
     box_blur_7x7,
     expected_amplification,
@@ -202,6 +204,55 @@ def test_resize_short_side(tmp_path):
     assert res.files[0].frames == 20
 
 
+
+def pyav_heights_widths(path) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """(height, width) of the stream and of every decoded frame, read with PyAV directly."""
+    with av.open(os.fspath(path)) as c:
+        s = c.streams.video[0]
+        return (s.codec_context.height, s.codec_context.width), [(f.height, f.width) for f in c.decode(s)]
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_size_hw_is_height_then_width(tmp_path, mapped):
+    src = make_video(tmp_path / "a.mp4", frames=8, width=128, height=72, gop=4)
+    out = tmp_path / "o.mp4"
+    seen = []
+
+    def record(x):
+        seen.append(x.shape)
+        return x
+
+    kw = dict(size_hw=(48, 64), gop=4, preset="ultrafast", jobs=1, **QUIET)
+    if mapped:
+        map_videos(src, out, record, **kw)
+        assert seen == [(48, 64, 3)] * 8  # the function sees frames [H, W, 3] of the output size
+    else:
+        prepare(src, out, **kw)
+    stream, frames = pyav_heights_widths(out)
+    assert stream == (48, 64) and frames == [(48, 64)] * 8
+    assert [read_barcode(f) for f in decode_all(out)[0]] == list(range(8))  # not transposed: the bars still read
+
+
+@pytest.mark.parametrize("call", ["prepare", "map_videos", "EncodeSettings"])
+def test_old_size_keyword_is_refused_naming_the_new_one(tmp_path, call):
+    src = make_video(tmp_path / "a.mp4", frames=4)
+    want = re.escape("pass size_hw=(H, W) (height first), e.g. size_hw=(48, 64) for size=(64, 48)")
+    with pytest.raises(TypeError, match=want):
+        if call == "prepare":
+            prepare(src, tmp_path / "o.mp4", size=(64, 48), **QUIET)
+        elif call == "map_videos":
+            map_videos(src, tmp_path / "o.mp4", box_blur_7x7, size=(64, 48), **QUIET)
+        else:
+            EncodeSettings(size=(64, 48))
+    assert not os.path.exists(tmp_path / "o.mp4")
+
+
+def test_size_hw_bad_values_name_the_argument(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=4)
+    for bad in [48, (48,), (48, 63), (0, 64), (48.0, 64), "48x64"]:
+        with pytest.raises(ValueError, match=re.escape("size_hw must be (height, width)")):
+            prepare(src, tmp_path / "o.mp4", size_hw=bad, **QUIET)
+
 # -- map ------------------------------------------------------------------------------
 
 
@@ -259,7 +310,7 @@ def test_resume_skips_verified_outputs_and_replaces_stale_files(tmp_path):
     # Different settings (longer GOPs are fine, a different size is not): redone.
     third = prepare(tmp_path / "src", out, **{**kw, "short_side": 32})
     assert [f.status for f in third.files] == ["done", "done"]
-    # (Not at 48x32: libx265 itself aborts on a second encoder of that size in one process.)
+    # (Not at height 32, width 48: libx265 itself aborts on a second encoder of that size in one process.)
     fourth = prepare(tmp_path / "src", out, **{**kw, "codec": "hevc"})
     assert [f.status for f in fourth.files] == ["done", "done"]
     assert probe_video(out / "a.mp4").codec == "hevc"
@@ -333,6 +384,34 @@ def test_cli_prepare_and_map(tmp_path, capsys):
     rc = _cli(["map", str(tmp_path / "out"), str(tmp_path / "x"), "--fn", "nope", "--quiet", "--db", db])
     assert rc == 2 and "module:function" in capsys.readouterr().out
 
+
+
+def test_cli_size_hw_is_height_then_width_and_old_size_is_refused(tmp_path, capsys):
+    from vidloader.cli import main
+
+    src = make_video(tmp_path / "a.mp4", frames=8, width=128, height=72, gop=4)
+    out = tmp_path / "o.mp4"
+    for old in (["--size", "64x48"], ["--size=64x48"]):
+        with pytest.raises(SystemExit) as e:
+            main(["prepare", src, str(out), *old, "--quiet"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--size WxH was removed: pass --size-hw HxW (height first), e.g. --size-hw 48x64 for --size 64x48" in err
+        assert not os.path.exists(out)
+    with pytest.raises(SystemExit) as e:
+        main(["map", src, str(out), "--fn", "vidloader.prepare:box_blur_7x7", "--size", "64x48"])
+    assert e.value.code == 2 and "--size-hw 48x64" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["prepare", src, str(out), "--size-hw", "48x63"])
+    assert e.value.code == 2 and "--size-hw must be HxW (height first)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["prepare", "--help"])
+    assert e.value.code == 0 and "--size-hw HxW" in capsys.readouterr().out
+    rc = main(["prepare", src, str(out), "--size-hw", "48x64", "--gop", "4", "--jobs", "1", "--preset", "ultrafast",
+               "--db", str(tmp_path / "i.sqlite"), "--quiet"])
+    assert rc == 0
+    stream, frames = pyav_heights_widths(out)
+    assert stream == (48, 64) and frames == [(48, 64)] * 8
 
 # -- real files (../shared/videos) -----------------------------------------------------
 

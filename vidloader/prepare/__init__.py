@@ -4,9 +4,12 @@
     result = prepare("raw/", "prepared/", gop=8, short_side=256, jobs=8)
     print(result.amplification_before, "->", result.amplification_after)
     map_videos("prepared/", "blurred/", box_blur_7x7, batch=True)
+    prepare("raw/", "prepared_720p/", size_hw=(720, 1280))  # (height, width), like size= elsewhere
 
-Command line: ``vidloader prepare SRC DST`` and ``vidloader map SRC DST --fn module:function``
-(parsers in :func:`vidloader.prepare._cli.add_parsers`).
+Command line: ``vidloader prepare SRC DST [--size-hw HxW]`` and ``vidloader map SRC DST --fn
+module:function`` (parsers in :func:`vidloader.prepare._cli.add_parsers`). The output size
+is (height, width) everywhere; the old ``size=(W, H)`` / ``--size WxH`` are refused with the
+spelling to use instead.
 """
 
 from ._blur import box_blur_7x7

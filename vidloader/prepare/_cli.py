@@ -8,15 +8,27 @@ import json
 __all__ = ["add_parsers"]
 
 
-def _size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
+def _parse_pair(text: str) -> tuple[int, int] | None:
+    a, sep, b = text.lower().partition("x")
     try:
-        size = int(w), int(h)
+        return (int(a), int(b)) if sep else None
     except ValueError:
-        size = None
-    if not sep or size is None or min(size) < 2 or size[0] % 2 or size[1] % 2:
-        raise argparse.ArgumentTypeError(f"--size must be WxH with even numbers >= 2, e.g. 256x144 (got {text!r})")
-    return size
+        return None
+
+
+def _size_hw(text: str) -> tuple[int, int]:
+    hw = _parse_pair(text)
+    if hw is None or min(hw) < 2 or hw[0] % 2 or hw[1] % 2:
+        raise argparse.ArgumentTypeError(
+            f"--size-hw must be HxW (height first) with even numbers >= 2, e.g. 720x1280 (got {text!r})"
+        )
+    return hw
+
+
+def _removed_size(text: str) -> tuple[int, int]:
+    wh = _parse_pair(text)
+    example = f"--size-hw {wh[1]}x{wh[0]} for --size {wh[0]}x{wh[1]}" if wh else "--size-hw 720x1280 for 1280x720"
+    raise argparse.ArgumentTypeError(f"--size WxH was removed: pass --size-hw HxW (height first), e.g. {example}")
 
 
 def _common(p: argparse.ArgumentParser, *, short_side_default: int) -> None:
@@ -27,7 +39,12 @@ def _common(p: argparse.ArgumentParser, *, short_side_default: int) -> None:
     g.add_argument("--bframes", type=int, default=0, help="B-frames (default: %(default)s)")
     g.add_argument("--short-side", type=int, default=short_side_default,
                    help="scale so the shorter side is N pixels, never upscaling; 0 keeps the size (default: %(default)s)")
-    g.add_argument("--size", type=_size, default=None, help="output WxH as displayed (overrides --short-side)")
+    g.add_argument("--size-hw", type=_size_hw, default=None, metavar="HxW",
+                   help="output height x width as displayed, height first like size=(H, W) elsewhere, "
+                   "e.g. 720x1280 (overrides --short-side)")
+    # The old WxH flag stays defined so that it is refused; without it argparse would take
+    # --size as an abbreviation of --size-hw and transpose the size silently.
+    g.add_argument("--size", type=_removed_size, default=None, help=argparse.SUPPRESS)
     g.add_argument("--codec", choices=("h264", "hevc"), default="h264", help="libx264 or libx265 (default: %(default)s)")
     g.add_argument("--crf", type=float, default=18, help="constant rate factor (default: %(default)s)")
     g.add_argument("--preset", default="fast", help="x264/x265 preset (default: %(default)s)")
@@ -47,7 +64,7 @@ def _kwargs(args) -> dict:
     if args.lossless:
         options = {"qp": "0"} if args.codec == "h264" else {"x265-params": "lossless=1"}
     return dict(
-        gop=args.gop, bframes=args.bframes, short_side=args.short_side or None, size=args.size, codec=args.codec,
+        gop=args.gop, bframes=args.bframes, short_side=args.short_side or None, size_hw=args.size_hw, codec=args.codec,
         crf=args.crf, preset=args.preset, options=options, jobs=args.jobs, executor=args.executor,
         segment_frames=args.segment_frames, index="default" if args.db is None else args.db,
         progress=not args.quiet, on_error="skip" if args.skip_errors else "raise",

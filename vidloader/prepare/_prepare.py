@@ -29,6 +29,7 @@ from ._transcode import (
     PrepareVerifyError,
     SEGMENT_FORMAT,
     SegmentTask,
+    check_removed_size,
     concat_segments,
     load_function,
     output_format,
@@ -236,7 +237,7 @@ def _run(
         for (s, out), meta in zip(pairs, metas):
             if meta is None:
                 continue
-            width, height = output_size(meta, settings)
+            height, width = output_size(meta, settings)
             _, fmt = output_format(out)
             existing = _check_existing(meta, out, settings, width, height)
             if existing is not None:
@@ -353,7 +354,8 @@ def prepare(
     gop: int = 8,
     bframes: int = 0,
     short_side: int | None = 256,
-    size: tuple[int, int] | None = None,
+    size_hw: tuple[int, int] | None = None,
+    size: None = None,
     codec: Literal["h264", "hevc"] = "h264",
     crf: float = 18,
     preset: str = "fast",
@@ -368,8 +370,11 @@ def prepare(
 ) -> PrepareResult:
     """Transcode every video of ``src`` (a file, directory or glob) into ``dst`` under the
     same relative paths, with closed GOPs of ``gop`` frames, ``bframes`` B-frames, scaled
-    so the shorter side is ``short_side`` (``None``/0: keep the size) or to ``size``
-    (width, height); then index the outputs (into ``index``, as :class:`VideoDataset`).
+    so the shorter side is ``short_side`` (``None``/0: keep the size) or to ``size_hw``
+    = (height, width) as displayed (overrides ``short_side``; even integers, e.g.
+    ``(720, 1280)``); then index the outputs (into ``index``, as :class:`VideoDataset`).
+    ``size`` (width, height) was removed: passing it raises ``TypeError`` naming
+    ``size_hw``.
 
     Every output frame keeps its source pts; outputs are verified against the source
     index and renamed into place only when they match, so a rerun skips finished files
@@ -380,8 +385,9 @@ def prepare(
     keyframes; default: sized from the workload). ``executor="ray"`` runs the tasks on
     Ray. Errors name the file; ``on_error="skip"`` logs them and goes on.
     """
+    check_removed_size(size)
     settings = EncodeSettings(
-        codec=codec, gop=gop, bframes=bframes, crf=crf, preset=preset, size=tuple(size) if size else None,
+        codec=codec, gop=gop, bframes=bframes, crf=crf, preset=preset, size_hw=size_hw,
         short_side=short_side or None, options=dict(options or {}),
     )
     return _run(src, dst, settings, None, jobs=jobs, executor=executor, segment_frames=segment_frames,
@@ -399,7 +405,8 @@ def map_videos(
     gop: int = 8,
     bframes: int = 0,
     short_side: int | None = None,
-    size: tuple[int, int] | None = None,
+    size_hw: tuple[int, int] | None = None,
+    size: None = None,
     codec: Literal["h264", "hevc"] = "h264",
     crf: float = 18,
     preset: str = "fast",
@@ -418,11 +425,13 @@ def map_videos(
     frame to the same shape and dtype, or with ``batch=True`` a uint8 [N, H, W, 3] torch
     tensor (``batch_size`` frames, on ``device``) to the same. With ``device="cuda"``
     batches go to the GPU from pinned memory on a CUDA stream; without CUDA it raises
-    ``RuntimeError`` before any work. Frames are resized (``short_side``/``size``,
-    default: keep the size) before ``fn``.
+    ``RuntimeError`` before any work. Frames are resized (``short_side``/``size_hw`` =
+    (height, width), default: keep the size) before ``fn``, so ``fn`` gets frames of
+    shape (height, width, 3). ``size`` (width, height) was removed, as in :func:`prepare`.
     """
+    check_removed_size(size)
     settings = EncodeSettings(
-        codec=codec, gop=gop, bframes=bframes, crf=crf, preset=preset, size=tuple(size) if size else None,
+        codec=codec, gop=gop, bframes=bframes, crf=crf, preset=preset, size_hw=size_hw,
         short_side=short_side or None, options=dict(options or {}),
     )
     if str(device) != "cpu" and not batch:

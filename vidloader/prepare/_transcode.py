@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from fractions import Fraction
 from typing import Callable
 
@@ -38,11 +38,23 @@ __all__ = [
     "output_size",
     "load_function",
     "output_format",
+    "check_removed_size",
 ]
 
 _ENCODERS = {"h264": "libx264", "hevc": "libx265"}
 # Containers kept as they are (they hold H.264 and HEVC); anything else becomes .mp4.
 _FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+def check_removed_size(size: object) -> None:
+    """Refuse the removed ``size=(width, height)`` keyword, saying what to write instead."""
+    if size is None:
+        return
+    example = "size_hw=(720, 1280) for 1280x720"
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        w, h = size
+        example = f"size_hw=({h}, {w}) for size=({w}, {h})"
+    raise TypeError(f"size=(W, H) was removed: pass size_hw=(H, W) (height first), e.g. {example}")
 
 
 class PrepareVerifyError(VideoError):
@@ -53,11 +65,13 @@ class PrepareVerifyError(VideoError):
 class EncodeSettings:
     """How outputs are encoded.
 
-    ``size`` is the output (width, height) as displayed; ``short_side`` scales so the
-    shorter displayed side has that many pixels (never upscales; rounded to even sizes).
-    Neither: keep the source size. ``options`` are extra encoder options (strings);
-    ``x264-params`` / ``x265-params`` given there are merged into the GOP parameters,
-    and ``qp`` replaces ``crf`` (e.g. ``{"qp": "0"}`` is lossless H.264).
+    ``size_hw`` is the output (height, width) as displayed, like ``size`` of
+    :class:`~vidloader.VideoLoader`; ``short_side`` scales so the shorter displayed side
+    has that many pixels (never upscales; rounded to even sizes). Neither: keep the
+    source size. ``options`` are extra encoder options (strings); ``x264-params`` /
+    ``x265-params`` given there are merged into the GOP parameters, and ``qp`` replaces
+    ``crf`` (e.g. ``{"qp": "0"}`` is lossless H.264). ``size`` (width, height) was
+    removed: passing it raises ``TypeError``.
     """
 
     codec: str = "h264"
@@ -65,20 +79,28 @@ class EncodeSettings:
     bframes: int = 0
     crf: float = 18
     preset: str = "fast"
-    size: tuple[int, int] | None = None
+    # Kept (as the 6th parameter, like before) only to refuse the old (width, height) spelling.
+    size: InitVar[tuple[int, int] | None] = None
     short_side: int | None = 256
     options: dict = field(default_factory=dict)
     threads: int = 1
+    _: KW_ONLY
+    size_hw: tuple[int, int] | None = None
 
-    def __post_init__(self):
+    def __post_init__(self, size: tuple[int, int] | None) -> None:
+        check_removed_size(size)
         if self.codec not in _ENCODERS:
             raise ValueError(f"codec={self.codec!r} is not one of {', '.join(map(repr, _ENCODERS))}")
         if self.gop < 1:
             raise ValueError(f"gop must be >= 1, got {self.gop}")
         if self.bframes < 0:
             raise ValueError(f"bframes must be >= 0, got {self.bframes}")
-        if self.size is not None and (len(self.size) != 2 or min(self.size) < 2 or any(v % 2 for v in self.size)):
-            raise ValueError(f"size must be (width, height), even and >= 2, got {self.size!r}")
+        if self.size_hw is not None:
+            hw = tuple(self.size_hw) if isinstance(self.size_hw, (tuple, list)) else ()
+            if len(hw) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in hw) \
+                    or min(hw) < 2 or any(v % 2 for v in hw):
+                raise ValueError(f"size_hw must be (height, width), even integers >= 2, e.g. (720, 1280); got {self.size_hw!r}")
+            object.__setattr__(self, "size_hw", (int(hw[0]), int(hw[1])))
 
     @property
     def encoder(self) -> str:
@@ -153,16 +175,16 @@ def _even(v: float) -> int:
 
 
 def output_size(meta: VideoMetadata, settings: EncodeSettings) -> tuple[int, int]:
-    """Output (width, height), as displayed (rotation is applied to the pixels)."""
+    """Output (height, width), as displayed (rotation is applied to the pixels)."""
     dh, dw = meta.display_size
-    if settings.size is not None:
-        return int(settings.size[0]), int(settings.size[1])
+    if settings.size_hw is not None:
+        return settings.size_hw
     if settings.short_side and min(dh, dw) > settings.short_side:
         scale = settings.short_side / min(dh, dw)
         if dh <= dw:
-            return _even(dw * scale), int(settings.short_side) // 2 * 2
-        return int(settings.short_side) // 2 * 2, _even(dh * scale)
-    return _even(dw) if dw % 2 else dw, _even(dh) if dh % 2 else dh
+            return int(settings.short_side) // 2 * 2, _even(dw * scale)
+        return _even(dh * scale), int(settings.short_side) // 2 * 2
+    return _even(dh) if dh % 2 else dh, _even(dw) if dw % 2 else dw
 
 
 @dataclass(frozen=True)
@@ -503,6 +525,6 @@ def verify_output(
         problems.append("does not start with a keyframe")
     elif int(out.gop_sizes().max()) > gop:
         problems.append(f"GOPs up to {int(out.gop_sizes().max())} frames, expected at most {gop}")
-    if (out.width, out.height) != (width, height) or out.rotation != 0:
-        problems.append(f"size {out.width}x{out.height} (rotation {out.rotation}), expected {width}x{height}")
+    if (out.height, out.width) != (height, width) or out.rotation != 0:
+        problems.append(f"size (height, width) ({out.height}, {out.width}) with rotation {out.rotation}, expected ({height}, {width}) with rotation 0")
     return problems
