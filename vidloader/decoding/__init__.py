@@ -4,6 +4,7 @@ from ._backend import BackendUnavailableError, UnsupportedByBackendError, get_ba
 from ._opencv import OpenCVBackend
 from ._pyav import DecodeCounters, PyAVReader, frame_to_array
 from ._video_file import Frame, FrameBatch, VideoFile
+from ._dataset_frames import read_dataset_frames
 
 __all__ = [
     "BackendUnavailableError",
@@ -16,4 +17,5 @@ __all__ = [
     "VideoFile",
     "frame_to_array",
     "get_backend",
+    "read_dataset_frames",
 ]

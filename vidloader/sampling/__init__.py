@@ -5,6 +5,7 @@ from ._biased import RandomChunkStart, VideoThenFrame
 from ._clips import ClipTiles, GroupTiles, ItemSamplingReport, ItemTable, UniformClips, UniformGroups, item_sampling_report
 from ._streams import StreamSampler, StreamSchedule
 from ._report import SamplingReport, design_effect, mean_cluster_size, sampling_report
+from ._rho import FrameReader, ReadFrames, set_default_frame_reader
 from ._tiles import ChunkTiles, GopTiles, TileLayout
 from ._uniform import UniformFrames
 
@@ -16,9 +17,11 @@ __all__ = [
     "ItemTable",
     "UniformClips",
     "UniformGroups",
+    "FrameReader",
     "FrameSampler",
     "GopTiles",
     "RandomChunkStart",
+    "ReadFrames",
     "SamplingReport",
     "StreamSampler",
     "StreamSchedule",
@@ -29,4 +32,5 @@ __all__ = [
     "item_sampling_report",
     "mean_cluster_size",
     "sampling_report",
+    "set_default_frame_reader",
 ]
