@@ -308,3 +308,23 @@ def test_rho_leaves_out_frames_that_fail_to_decode(tiny):
     assert 0.0 <= rep.rho <= 1.0
     assert 0 < rep.rho_pairs < 64
     assert any("failed to decode" in n for n in rep.notes)
+
+
+def test_rho_reads_frames_through_the_given_reader(tiny):
+    from vidloader.decoding import read_dataset_frames
+    from vidloader.sampling import ReadFrames
+
+    calls = []
+
+    def reader(dataset, ids, size):
+        calls.append(len(ids))
+        return read_dataset_frames(dataset, ids, size)
+
+    rep = sampling_report(ChunkTiles(8), tiny, batch_size=16, pairs=48, frame_reader=reader)
+    assert calls and rep.rho == sampling_report(ChunkTiles(8), tiny, batch_size=16, pairs=48).rho
+
+    def nothing_decodes(dataset, ids, size):
+        return ReadFrames(torch.zeros((len(ids), 3, *size), dtype=torch.uint8), np.zeros(len(ids), dtype=bool))
+
+    none = sampling_report(ChunkTiles(8), tiny, batch_size=16, pairs=48, frame_reader=nothing_decodes)
+    assert none.rho is None and none.rho_source == "no decodable frame pairs"

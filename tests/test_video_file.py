@@ -13,6 +13,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -709,3 +710,58 @@ def test_corrupted_file_good_head_is_exact(shared_videos):
 
     b = _run_with_deadline(read, 30)
     _assert_batch_equals(b, [0, 10, 20, 5], ref, len(ref))
+
+
+# --------------------------------------------------------------------------- the frame shown at a time
+
+
+def _boundary_times(pts: list[int], tb: Fraction) -> list[tuple[object, int]]:
+    """(time, frame shown) at every frame boundary: frame i is shown from pts[i] on, so at
+    pts[i] * tb it is frame i and a tick (or a fraction of one) before, frame i - 1. The
+    expected frames come from the pts themselves (an independent PyAV decode)."""
+    order = sorted(range(len(pts)), key=lambda i: pts[i])
+    cases = []
+    for i in order[1:]:
+        t = Fraction(pts[i]) * tb
+        prev = order[order.index(i) - 1]
+        cases += [(t, i), (float(t), i), (t - tb, prev), (float(t - tb), prev), (t - tb / 10**7, prev)]
+    return cases
+
+
+@pytest.mark.parametrize("start", [1234, 30_000_000_000], ids=["small-pts", "pts-of-a-92h-stream"])
+def test_played_at_exact_boundaries_generated(tmp_path, start):
+    """A 30000/1001 fps file in 1/90000 ticks: at a pts, the frame of that pts (as a
+    Fraction and as its float); a tick or a ten-millionth of a tick earlier, the one
+    before. The large start pts makes a float's resolution coarser than 1e-6 tick."""
+    tb = Fraction(1, 90000)
+    path = make_video(tmp_path / "ntsc.mp4", frames=24, fps=Fraction(30000, 1001), gop=6,
+                      pts=[start + 3003 * i for i in range(24)], time_base=tb)
+    _, pts = decode_all(path)
+    with av.open(path) as c:
+        assert Fraction(c.streams.best("video").time_base) == tb
+    assert abs(min(pts) - start) < 10_000  # the muxer may shift the start by a few frames
+    cases = _boundary_times(pts, tb)
+    with VideoFile(path) as vf:
+        got = vf.frame_indices_played_at([t for t, _ in cases]).tolist()
+        assert got == [want for _, want in cases]
+        first = Fraction(min(pts)) * tb
+        assert vf.frame_indices_played_at([first, float(first)]).tolist() == [0, 0]
+        for before in (first - tb, float(first - tb), first - tb / 10**7):
+            with pytest.raises(vl.FrameIndexError, match="outside the video"):
+                vf.frame_indices_played_at([before])
+        assert vl.index.frames_shown_at(vf.metadata, first - tb) == -1
+
+
+def test_played_at_exact_boundaries_vfr(shared_videos):
+    """The same on a real variable-frame-rate file (moviepy__fire2.mp4, 1/90000 ticks)."""
+    path = _shared_path(shared_videos, "moviepy__fire2.mp4")
+    with av.open(path) as c:
+        s = c.streams.best("video")
+        tb = Fraction(s.time_base)
+        pts = [f.pts for f in c.decode(s)]
+    assert len(set(np.diff(pts).tolist())) > 3
+    cases = _boundary_times(pts, tb)
+    with VideoFile(path, rotate=False) as vf:
+        assert vf.frame_indices_played_at([t for t, _ in cases]).tolist() == [want for _, want in cases]
+        shown = vl.index.frames_shown_at(vf.metadata, np.asarray([t for t, _ in cases], dtype=object))
+        assert shown.tolist() == [want for _, want in cases]

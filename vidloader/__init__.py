@@ -18,7 +18,7 @@ from ._errors import (
     VideoError,
     VideoOpenError,
 )
-from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile
+from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile, read_dataset_frames
 from .index import SceneDataset, VideoDataset, VideoIndex, VideoMetadata
 from .loader import Batch, LoaderStats, VideoLoader
 from .sampling import (
@@ -36,7 +36,11 @@ from .sampling import (
     VideoThenFrame,
     design_effect,
     sampling_report,
+    set_default_frame_reader,
 )
+
+# the sampling report's rho proxy decodes frames: sampling gets its reader from here
+set_default_frame_reader(read_dataset_frames)
 
 __version__ = "0.1.0"
 

@@ -97,6 +97,7 @@ def _inspect(args) -> int:
 def _sample_report(args) -> int:
     from rich.console import Console
 
+    from .decoding import read_dataset_frames
     from .index import VideoDataset
     from .sampling import (
         ChunkTiles, ClipTiles, GopTiles, RandomChunkStart, UniformClips, UniformFrames, VideoThenFrame, sampling_report,
@@ -116,7 +117,8 @@ def _sample_report(args) -> int:
     for e in ds.skipped:
         console.print(f"[yellow]skipped[/yellow] {e}")
     report = sampling_report(
-        make[args.sampler](), ds, batch_size=args.batch_size, estimate_rho=not args.no_rho, pairs=args.pairs, seed=args.seed
+        make[args.sampler](), ds, batch_size=args.batch_size, estimate_rho=not args.no_rho, pairs=args.pairs, seed=args.seed,
+        frame_reader=read_dataset_frames,
     )
     console.print(report.table())
     if hasattr(report, "steps_table"):  # frame samplers; a clip sampler's law is the same at every step

@@ -5,6 +5,7 @@ from ._opencv import OpenCVBackend
 from ._output import put_frame
 from ._pyav import DecodeCounters, Interpolation, PyAVReader, check_interpolation, frame_to_array
 from ._video_file import Frame, FrameBatch, VideoFile
+from ._dataset_frames import read_dataset_frames
 
 __all__ = [
     "Backend",
@@ -25,4 +26,5 @@ __all__ = [
     "VideoFile",
     "frame_to_array",
     "get_backend",
+    "read_dataset_frames",
 ]

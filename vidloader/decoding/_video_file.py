@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .._errors import FrameIndexError
-from ..index import VideoMetadata, probe_video
+from ..index import TimeLike, VideoMetadata, frames_shown_at, probe_video
 from ..planning import plan_requests
 from ._backend import Backend, BackendName, get_backend
 from ._pyav import DecodeCounters, Interpolation, check_interpolation
@@ -169,18 +169,19 @@ class VideoFile:
             duration_seconds=torch.from_numpy(_durations(meta)[idx]),
         )
 
-    def frame_indices_played_at(self, seconds: Sequence[float]) -> np.ndarray:
-        """Index of the frame displayed at each time: the last frame whose pts is <= t."""
-        t = np.asarray(seconds, dtype=np.float64).reshape(-1)
-        meta = self.metadata
-        start, end = meta.start_seconds, float(meta.end_pts * meta.time_base)
-        bad = ~((t >= start) & (t < end))
+    def frame_indices_played_at(self, seconds: Sequence[TimeLike] | np.ndarray) -> np.ndarray:
+        """Index of the frame displayed at each time (seconds on the stream's clock): frame
+        ``i`` when ``pts[i] <= t < pts[i + 1]``, exact (:func:`vidloader.index.frames_shown_at`
+        says how a float is read). A time before the first frame's pts, at or after the
+        end, or not finite raises ``FrameIndexError``."""
+        t = np.asarray(seconds, dtype=object).reshape(-1)
+        idx = frames_shown_at(self.metadata, t)
+        bad = idx < 0
         if bad.any():
+            meta = self.metadata
+            start, end = meta.start_seconds, float(meta.end_pts * meta.time_base)
             raise FrameIndexError(self.path, f"time {float(t[bad][0])!r} s is outside the video [{start}, {end}) s")
-        # Compare in the stream's time base to avoid float rounding at frame boundaries.
-        tb = float(meta.time_base)
-        ticks = np.floor(t / tb + 1e-6).astype(np.int64)
-        return np.searchsorted(meta.pts, ticks, side="right") - 1
+        return idx
 
     def get_frames_played_at(self, seconds: Sequence[float], *, size: tuple[int, int] | None = None) -> FrameBatch:
         """Frames displayed at the given times (seconds on the stream's clock)."""

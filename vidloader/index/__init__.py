@@ -4,10 +4,13 @@ from ._dataset import VIDEO_EXTENSIONS, VideoDataset, expand_paths
 from ._probe import VideoMetadata, check_unchanged, open_container, probe_video
 from ._scenes import SceneDataset, scan_scenes
 from ._store import VideoIndex, default_index_path
+from ._time import FLOAT_TICK_TOLERANCE, TimeLike, frames_shown_at, frames_shown_at_ticks
 
 __all__ = [
+    "FLOAT_TICK_TOLERANCE",
     "VIDEO_EXTENSIONS",
     "SceneDataset",
+    "TimeLike",
     "scan_scenes",
     "VideoDataset",
     "VideoIndex",
@@ -15,6 +18,8 @@ __all__ = [
     "check_unchanged",
     "default_index_path",
     "expand_paths",
+    "frames_shown_at",
+    "frames_shown_at_ticks",
     "open_container",
     "probe_video",
 ]

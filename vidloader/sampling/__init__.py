@@ -6,6 +6,7 @@ from ._clips import ClipTiles, GroupTiles, ItemSamplingReport, ItemTable, Unifor
 from ._streams import StreamSampler, StreamSchedule
 from ._protocol import Sampler
 from ._report import SamplingReport, design_effect, mean_cluster_size, sampling_report
+from ._rho import FrameReader, ReadFrames, set_default_frame_reader
 from ._tiles import ChunkTiles, GopTiles, TileLayout
 from ._uniform import UniformFrames
 
@@ -17,10 +18,12 @@ __all__ = [
     "ItemTable",
     "UniformClips",
     "UniformGroups",
+    "FrameReader",
     "FrameSampler",
     "GopTiles",
     "PassStart",
     "RandomChunkStart",
+    "ReadFrames",
     "Sampler",
     "SamplingReport",
     "StreamSampler",
@@ -32,4 +35,5 @@ __all__ = [
     "item_sampling_report",
     "mean_cluster_size",
     "sampling_report",
+    "set_default_frame_reader",
 ]

@@ -22,9 +22,10 @@ Time clips and camera groups (``fps``): a grid of times ``t0 + g / fps`` over ea
 video (scene), g = 0, 1, ... while the time is before the end; an item is T consecutive
 grid times. For every time and camera the item holds the frame *displayed* at that
 time: the last frame whose pts is at or before it (exact: integer arithmetic on the
-pts in the stream's time base, right on variable-frame-rate files). For a scene the
-grid spans the intersection of its cameras' spans (:meth:`SceneDataset.scene_span`),
-so every camera has a frame displayed at every grid time. Uniform over items is
+pts in the stream's time base, right on variable-frame-rate files; the rule of
+:func:`~vidloader.index.frames_shown_at`). For a scene the grid spans the intersection
+of its cameras' spans (:meth:`SceneDataset.scene_span`), so every camera has a frame
+displayed at every grid time. Uniform over items is
 uniform over grid times, i.e. over time at the grid's resolution. ``align_error``
 (requested time minus the frame's pts, in [0, frame duration) ) is reported per
 frame; with ``tolerance``, frames whose error exceeds it either remove the item from
@@ -40,9 +41,10 @@ from typing import TYPE_CHECKING, Iterator, Literal
 
 import numpy as np
 
+from ..index import frames_shown_at_ticks
 from ._base import FrameSampler
 from ._tables import quantity_table
-from ._tiles import cut_units
+from ._tiling import TileLayout, draw_tiling
 
 if TYPE_CHECKING:
     from ..index import VideoDataset
@@ -173,13 +175,11 @@ class _TimeTable(ItemTable):
             pmax = int(np.abs(m.pts).max()) + 1
             if abs(an) + gmax * cn < (1 << 62) and pmax * den < (1 << 62):
                 num = an + g.astype(np.int64) * cn  # target time in ticks, times den
-                i = np.searchsorted(m.pts, num // den, side="right") - 1
-                i = np.clip(i, 0, m.num_frames - 1)
+                i = _shown(m, num, den)
                 rem = (num - m.pts[i] * den).astype(np.float64)
             else:  # the same with Python integers
                 num = [an + int(x) * cn for x in g.tolist()]
-                i = np.searchsorted(m.pts, np.asarray([x // den for x in num], dtype=np.int64), side="right") - 1
-                i = np.clip(i, 0, m.num_frames - 1)
+                i = _shown(m, num, den)
                 rem = np.asarray([x - int(p) * den for x, p in zip(num, m.pts[i].tolist())], dtype=np.float64)
             errs.append(rem / den * float(tb))
             ids.append(self.dataset.offsets[v] + i)
@@ -217,6 +217,14 @@ class _TimeTable(ItemTable):
         if self.tolerance is not None:
             out["misaligned"] = out["align_error"] > self.tolerance
         return out
+
+
+def _shown(meta, num, den: int) -> np.ndarray:
+    """Frames shown at the times ``num / den`` ticks; the grid lies inside every file's span."""
+    i = frames_shown_at_ticks(meta, num, den)
+    if i.size and int(i.min()) < 0:
+        raise ValueError(f"{meta.path}: a grid time falls outside the file's frames (its pts are not increasing?)")
+    return i
 
 
 def _time_table(dataset, fps, frames, tolerance, on_misaligned, groups: bool) -> _TimeTable:
@@ -272,28 +280,22 @@ class _ItemSampler(FrameSampler):
             return int(self._num_samples)
         return self.table(dataset).num_items
 
-    def _epoch_order(self, dataset):
-        """This epoch's order: ('ids', array of item ids) or ('tiles', starts, ends, shift)."""
+    def _epoch_order(self, dataset) -> np.ndarray | TileLayout:
+        """This epoch's order: an array of item ids, or the tiling of the item table."""
         key = (id(dataset), self.seed, self.epoch)
         if self._epoch_cache is not None and self._epoch_cache[0] == key:
             return self._epoch_cache[1]
         table = self.table(dataset)
         m = table.num_items
         rng = self._rng()
+        order: np.ndarray | TileLayout
         if self.chunk is None:
             if self.replacement:
-                order = ("ids", rng.integers(0, m, size=self._global_len(dataset), dtype=np.int64))
+                order = rng.integers(0, m, size=self._global_len(dataset), dtype=np.int64)
             else:
-                order = ("ids", rng.permutation(m).astype(np.int64))
+                order = rng.permutation(m).astype(np.int64)
         else:
-            phases = rng.integers(0, self.chunk, size=table.counts.shape[0], dtype=np.int64)
-            unit, first, end = cut_units(table.counts, self.chunk, phases)
-            starts, lengths = table.cum[unit] + first, end - first
-            perm = rng.permutation(starts.shape[0])
-            starts, lengths = starts[perm], lengths[perm]
-            shift = int(rng.integers(0, m)) if self.rotate else 0
-            ends = np.cumsum(lengths)
-            order = ("tiles", starts, ends - lengths, ends, shift)
+            order = draw_tiling(rng, table.counts, self.chunk, lambda unit, a, b: (table.cum[unit] + a, b - a), rotate=self.rotate)
         self._epoch_cache = (key, order)
         return order
 
@@ -301,12 +303,9 @@ class _ItemSampler(FrameSampler):
         """Item ids at global positions of this epoch's order."""
         order = self._epoch_order(dataset)
         positions = np.asarray(positions, dtype=np.int64)
-        if order[0] == "ids":
-            return order[1][positions]
-        _, starts, begins, ends, shift = order
-        q = (positions + shift) % int(ends[-1])
-        j = np.searchsorted(ends, q, side="right")
-        return starts[j] + (q - begins[j])
+        if isinstance(order, TileLayout):
+            return order.ids_at(positions)
+        return order[positions]
 
     def _global_blocks(self, dataset) -> Iterator[np.ndarray]:
         table = self.table(dataset)
@@ -626,14 +625,13 @@ def item_sampling_report(sampler: "_ItemSampler", dataset: "VideoDataset", *, ba
     gk = _global_keyframes(dataset)
     order = sampler._epoch_order(dataset)
     decoded = delivered = 0
-    if order[0] == "ids":
+    if not isinstance(order, TileLayout):
         for a in range(0, m, 4096):
             ids = table.frames(np.arange(a, min(a + 4096, m), dtype=np.int64)).reshape(-1, k, per // k)
             decoded += _alone_cost(gk, ids.min(axis=2), ids.max(axis=2))
             delivered += ids.size
     else:
-        _, starts, begins, ends, _ = order
-        for s0, c in zip(starts.tolist(), (ends - begins).tolist()):
+        for s0, c in zip(order.starts.tolist(), order.lengths.tolist()):
             ids = table.frames(np.arange(s0, s0 + c, dtype=np.int64)).reshape(c, k, per // k)
             decoded += _alone_cost(gk, ids.min(axis=(0, 2)), ids.max(axis=(0, 2)))
             delivered += ids.size

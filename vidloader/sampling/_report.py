@@ -31,8 +31,10 @@ import numpy as np
 from ._base import FrameSampler
 from ._biased import RandomChunkStart, VideoThenFrame
 from ._clips import ItemSamplingReport, _ItemSampler, item_sampling_report
+from ._rho import FrameReader, default_frame_reader, estimate_rho as _estimate_rho
 from ._tables import quantity_table
-from ._tiles import _expand, _Tiles, gop_bounds
+from ._tiles import _Tiles, gop_bounds
+from ._tiling import expand_ranges
 from ._uniform import UniformFrames
 
 if TYPE_CHECKING:
@@ -365,7 +367,7 @@ class _UnrotatedTilingModel(_TilingModel):
             if key not in memo:
                 memo[key] = _prefix_cdfs(np.asarray(key, dtype=np.int64), n)
             cdfs = memo[key]
-            ids = _expand(starts, lengths)
+            ids = expand_ranges(starts, lengths)
             offs = ids - np.repeat(starts, lengths)
             ls = np.repeat(lengths, lengths)
             for length, cdf in cdfs.items():
@@ -426,94 +428,6 @@ def _model_for(sampler: FrameSampler, dataset, batch_size) -> _Model:
         f"no exact inclusion probabilities for {type(sampler).__name__}; supported: "
         "UniformFrames, ChunkTiles, GopTiles, VideoThenFrame, RandomChunkStart"
     )
-
-
-# ---------------------------------------------------------------------------------------
-# rho from a proxy
-
-
-def _grey_features(frames) -> np.ndarray:
-    x = frames.numpy().astype(np.float64) if hasattr(frames, "numpy") else np.asarray(frames, dtype=np.float64)
-    grey = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-    return grey.reshape(grey.shape[0], -1)
-
-
-def _decode(dataset: "VideoDataset", ids: np.ndarray, size: tuple[int, int]):
-    """uint8 [len(ids), 3, H, W] frames of the given global ids (in that order), and a mask
-    of the frames that decoded (a file that fails is retried frame by frame; frames that
-    still fail are left out)."""
-    import torch
-
-    from .._errors import VideoError
-    from ..decoding import VideoFile
-
-    video, frame = dataset.locate(ids)
-    out = torch.zeros((ids.shape[0], 3, size[0], size[1]), dtype=torch.uint8)
-    ok = np.ones(ids.shape[0], dtype=bool)
-    for v in np.unique(video).tolist():
-        rows = np.flatnonzero(video == v)
-        meta = dataset.videos[v]
-        try:
-            with VideoFile(meta.path, metadata=meta) as vf:
-                out[torch.from_numpy(rows)] = vf.get_frames(frame[rows], size=size).data
-            continue
-        except VideoError:
-            pass
-        for r in rows.tolist():
-            try:
-                with VideoFile(meta.path, metadata=meta) as vf:
-                    out[r] = vf.get_frames([int(frame[r])], size=size).data[0]
-            except VideoError:
-                ok[r] = False
-    return out, ok
-
-
-def _estimate_rho(model: _Model, pairs: int, seed: int, feature_fn, size) -> tuple[float, float, float, int]:
-    """(rho, mean within-chunk corr., mean random-pair corr., within pairs used); pairs
-    with a frame that does not decode are dropped; (None, None, None, 0) if none is left."""
-    rng = np.random.default_rng([int(seed), 0x5EED])
-    order, starts, lengths = model.clusters()
-    w = (lengths * (lengths - 1)).astype(np.float64)
-    if w.sum() == 0:
-        return 0.0, 0.0, 0.0, 0
-    j = rng.choice(lengths.shape[0], size=pairs, p=w / w.sum())
-    m = lengths[j]
-    a = rng.integers(0, m)
-    b = rng.integers(0, m - 1)
-    b = b + (b >= a)
-    within = np.stack([order[starts[j] + a], order[starts[j] + b]], axis=1)
-    n = model.n
-    x = rng.integers(0, n, size=pairs)
-    y = rng.integers(0, n - 1, size=pairs)
-    y = y + (y >= x)
-    rand = np.stack([x, y], axis=1)
-    ids, inv = np.unique(np.concatenate([within.ravel(), rand.ravel()]), return_inverse=True)
-    frames, ok = _decode(model.dataset, ids, size)
-    good = np.flatnonzero(ok)
-    if good.size == 0:
-        return None, None, None, 0
-    import torch
-
-    kept = frames[torch.from_numpy(good)]
-    feats = feature_fn(kept) if feature_fn is not None else _grey_features(kept)
-    feats = feats.detach().cpu().numpy() if hasattr(feats, "detach") else np.asarray(feats)
-    feats = np.asarray(feats, dtype=np.float64).reshape(good.shape[0], -1)
-    z = feats - feats.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(z, axis=1, keepdims=True)
-    z = np.divide(z, norm, out=np.zeros_like(z), where=norm > 0)
-    row = np.full(ids.shape[0], -1, dtype=np.int64)
-    row[good] = np.arange(good.shape[0])
-    inv = row[inv.reshape(-1, 2)]
-    keep = (inv >= 0).all(axis=1)
-    w_keep, r_keep = keep[:pairs], keep[pairs:]
-    if not w_keep.any() or not r_keep.any():
-        return None, None, None, 0
-    corr = (z[inv[keep, 0]] * z[inv[keep, 1]]).sum(axis=1)
-    n_w = int(w_keep.sum())
-    r_w, r_r = float(corr[:n_w].mean()), float(corr[n_w:].mean())
-    rho = (r_w - r_r) / (1.0 - r_r) if r_r < 1.0 else 0.0
-    pairs = n_w
-    return float(np.clip(rho, 0.0, 1.0)), r_w, r_r, pairs
 
 
 # ---------------------------------------------------------------------------------------
@@ -675,6 +589,7 @@ def sampling_report(
     rho: float | None = None,
     grad_bound: float = 1.0,
     thumb_size: tuple[int, int] = (16, 16),
+    frame_reader: FrameReader | None = None,
 ) -> SamplingReport | ItemSamplingReport:
     """Bias and variance of ``sampler`` on ``dataset``, computed rather than sampled.
 
@@ -709,7 +624,10 @@ def sampling_report(
     the thumbnails (e.g. a frozen network's features). A pixel proxy is a heuristic
     for gradient correlation, not a measurement of it. Pass ``rho=`` to use a known
     value, or ``estimate_rho=False`` to skip it: then no file is opened (datasets built
-    with ``VideoDataset.from_metadata`` work).
+    with ``VideoDataset.from_metadata`` work). The frames come from ``frame_reader``
+    (default: the reader set by :func:`set_default_frame_reader`, which ``import
+    vidloader`` makes :func:`vidloader.decoding.read_dataset_frames`); frames it cannot
+    decode are left out.
 
     The report describes the sampler's global order (all ranks together, the
     single-process epoch); with ``world_size > 1`` each rank reads a contiguous block of it.
@@ -748,7 +666,10 @@ def sampling_report(
     m_bar = model.mean_cluster()
 
     notes = []
-    r_w = r_r = None
+    rho_val: float | None
+    deff: float | None
+    r_w: float | None = None
+    r_r: float | None = None
     n_pairs = 0
     if m_bar <= 1.0 + 1e-12:
         rho_val, source = None, "not needed: no chunks"
@@ -757,7 +678,13 @@ def sampling_report(
         if rho is not None:
             rho_val, source = float(rho), "given"
         elif estimate_rho:
-            rho_val, r_w, r_r, n_pairs = _estimate_rho(model, int(pairs), seed, feature_fn, tuple(thumb_size))
+            clusters = model.clusters()
+            assert clusters is not None  # m_bar > 1: the sampler has chunks
+            est = _estimate_rho(
+                dataset, clusters, pairs=int(pairs), seed=seed, feature_fn=feature_fn, size=(int(thumb_size[0]), int(thumb_size[1])),
+                reader=frame_reader if frame_reader is not None else default_frame_reader(),
+            )
+            rho_val, r_w, r_r, n_pairs = est.rho, est.within, est.random, est.pairs
             source = "feature_fn proxy" if feature_fn is not None else f"grey {thumb_size[0]}x{thumb_size[1]} thumbnail proxy"
             notes.append(PROXY_CAVEAT)
             if n_pairs < int(pairs):

@@ -37,74 +37,19 @@ block), vectorised in numpy: no per-frame Python work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from ._base import FrameSampler
+from ._tiling import PlaceChunks, TileLayout, cut_units, draw_tiling
 
 if TYPE_CHECKING:
     from ..index import VideoDataset
 
-__all__ = ["ChunkTiles", "GopTiles", "TileLayout"]
+__all__ = ["ChunkTiles", "GopTiles", "TileLayout", "gop_bounds"]
 
 _BLOCK = 1 << 16
-
-
-@dataclass(frozen=True, eq=False)
-class TileLayout:
-    """One epoch of a tiling.
-
-    ``starts[j]`` (global frame id) and ``lengths[j]`` describe the ``j``-th chunk of the
-    shuffled, unrotated sequence; ``shift`` is the rotation: the epoch order is the
-    concatenation of the chunks, read from position ``shift`` on and wrapped around.
-    """
-
-    starts: np.ndarray
-    lengths: np.ndarray
-    shift: int
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.lengths.sum())
-
-    def unrotated_order(self) -> np.ndarray:
-        """The concatenated chunks, before the rotation (all N global ids)."""
-        return _expand(self.starts, self.lengths)
-
-    def order(self) -> np.ndarray:
-        """The whole epoch (rotated), as one int64 array."""
-        return np.roll(self.unrotated_order(), -self.shift)
-
-
-def _expand(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenate the ranges [starts[j], starts[j] + lengths[j])."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    first = np.cumsum(lengths) - lengths
-    return np.repeat(starts - first, lengths) + np.arange(total, dtype=np.int64)
-
-
-def cut_units(units: np.ndarray, k: int, phases: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cut each video's ``units[v]`` units into chunks of ``k`` at phase ``phases[v]``.
-
-    Returns ``(video, first, end)`` per chunk, in natural order (video by video, then
-    position): chunk ``j`` covers local units ``[first[j], end[j])`` of video ``video[j]``.
-    """
-    units = np.asarray(units, dtype=np.int64)
-    phases = np.asarray(phases, dtype=np.int64)
-    b0 = np.where(phases > 0, phases, k)  # first cut point
-    inner = np.maximum(0, (units - b0 + k - 1) // k)  # cut points strictly inside (0, u)
-    n_chunks = np.where(units > 0, inner + 1, 0)
-    video = np.repeat(np.arange(units.shape[0], dtype=np.int64), n_chunks)
-    first_chunk = np.cumsum(n_chunks) - n_chunks
-    j = np.arange(video.shape[0], dtype=np.int64) - first_chunk[video]
-    b = b0[video]
-    first = np.where(j == 0, 0, b + (j - 1) * k)
-    end = np.minimum(b + j * k, units[video])
-    return video, first, end
 
 
 def gop_bounds(dataset: "VideoDataset") -> tuple[np.ndarray, np.ndarray]:
@@ -143,26 +88,29 @@ class _Tiles(FrameSampler):
     def _units(self, dataset: "VideoDataset") -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         raise NotImplementedError
 
+    def _placer(self, dataset: "VideoDataset", units) -> PlaceChunks:
+        """(video, first unit, end unit) per chunk -> (start gid, length)."""
+        _, bounds, first = units
+        if bounds is None:  # units are frames
+            return lambda video, a, b: (dataset.offsets[video] + a, b - a)
+
+        def place(video: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            starts = bounds[first[video] + a]
+            return starts, bounds[first[video] + b] - starts
+
+        return place
+
     def _chunks_for_phases(self, dataset: "VideoDataset", phases: np.ndarray, units=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Chunks in natural order for given per-video phases: (video, start gid, length)."""
-        counts, bounds, first = units if units is not None else self._units(dataset)
-        video, a, b = cut_units(counts, self.k, phases)
-        if bounds is None:  # units are frames
-            starts = dataset.offsets[video] + a
-            return video, starts, b - a
-        starts = bounds[first[video] + a]
-        return video, starts, bounds[first[video] + b] - starts
+        units = units if units is not None else self._units(dataset)
+        video, a, b = cut_units(units[0], self.k, phases)
+        starts, lengths = self._placer(dataset, units)(video, a, b)
+        return video, starts, lengths
 
     def layout(self, dataset: "VideoDataset") -> TileLayout:
         """This epoch's chunks (shuffled) and rotation; a pure function of (seed, epoch)."""
         units = self._units(dataset)
-        rng = self._rng()
-        phases = rng.integers(0, self.k, size=dataset.num_videos, dtype=np.int64)
-        _, starts, lengths = self._chunks_for_phases(dataset, phases, units)
-        perm = rng.permutation(starts.shape[0])
-        n = dataset.num_frames
-        shift = int(rng.integers(0, n)) if (self.rotate and n > 0) else 0
-        return TileLayout(starts=starts[perm], lengths=lengths[perm], shift=shift)
+        return draw_tiling(self._rng(), units[0], self.k, self._placer(dataset, units), rotate=self.rotate)
 
     def _global_len(self, dataset: "VideoDataset") -> int:
         return dataset.num_frames
@@ -170,13 +118,8 @@ class _Tiles(FrameSampler):
     def _global_blocks(self, dataset: "VideoDataset") -> Iterator[np.ndarray]:
         lay = self.layout(dataset)
         n = dataset.num_frames
-        ends = np.cumsum(lay.lengths)  # position (in the unrotated sequence) after each chunk
-        begins = ends - lay.lengths
         for a in range(0, n, _BLOCK):
-            pos = np.arange(a, min(a + _BLOCK, n), dtype=np.int64) + lay.shift
-            pos[pos >= n] -= n
-            j = np.searchsorted(ends, pos, side="right")
-            yield lay.starts[j] + (pos - begins[j])
+            yield lay.ids_at(np.arange(a, min(a + _BLOCK, n), dtype=np.int64))
 
 
 class ChunkTiles(_Tiles):
