@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         except OSError:
             shutil.copyfile(p, dst)
     index = VideoIndex(work / "index.sqlite")
-    rows, results = [], {}
+    results = {}
     try:
         quiet = dict(index=index, progress=False, log=lambda m: None, jobs=args.jobs, preset=args.preset)
         src_size = sum(os.path.getsize(p) for p in src_dir.iterdir())

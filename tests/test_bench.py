@@ -3,7 +3,6 @@
 import json
 
 import av
-import numpy as np
 import pytest
 
 from vidloader.bench import BenchConfig, run_bench

@@ -17,7 +17,6 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
-import vidloader as vl
 import vidloader.index._store as store_mod
 from vidloader import UniformFrames, VideoDataset, VideoIndex, VideoLoader
 

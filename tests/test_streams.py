@@ -257,7 +257,7 @@ def test_scene_streams_aligned_and_continuous(tmp_path):
                     assert int(b.index[slot, k, t]) == i
                     img = b.data[slot, k, t].permute(1, 2, 0).numpy()
                     assert read_barcode(img) == i and np.array_equal(img, frames[i])
-    for s, steps in played.items():
+    for steps in played.values():
         assert steps == list(range(len(steps)))
     assert sorted(played) == [0, 1, 2]
     assert loader.stats().seeks == 2 * starts

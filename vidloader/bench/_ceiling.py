@@ -85,7 +85,7 @@ def measure_ceiling(paths: list[str], *, seconds: float = 6.0, processes: int | 
         f"{n} processes x 1 thread": _run_way(paths, n, 1, seconds, size),
         f"{n} processes, FFmpeg threads": _run_way(paths, n, 0, seconds, size),
     }
-    best = max(ways, key=ways.get)
+    best = max(ways, key=ways.__getitem__)
     threads = 1 if "x 1 thread" in best else 0
     procs = 1 if best.startswith("1 process") else n
     decode_only = _run_way(paths, procs, threads, seconds, None)

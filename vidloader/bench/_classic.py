@@ -114,8 +114,8 @@ def rrc_get_params(
         h = int(round(math.sqrt(target_area / aspect_ratio)))
 
         if 0 < w <= width and 0 < h <= height:
-            i = torch.randint(0, height - h + 1, size=(1,)).item()
-            j = torch.randint(0, width - w + 1, size=(1,)).item()
+            i = int(torch.randint(0, height - h + 1, size=(1,)).item())
+            j = int(torch.randint(0, width - w + 1, size=(1,)).item())
             return i, j, h, w
 
     # Fallback to central crop
@@ -137,7 +137,7 @@ def rrc_get_params(
 def resized_crop(img: Image.Image, i: int, j: int, h: int, w: int, size: int = CROP_SIZE) -> Image.Image:
     """torchvision ``F.resized_crop`` on a PIL image: crop, then PIL bilinear resize."""
     img = img.crop((j, i, j + w, i + h))
-    return img.resize((size, size), Image.BILINEAR)
+    return img.resize((size, size), Image.Resampling.BILINEAR)
 
 
 # ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from ._modes import BenchConfig, ModeResult, Workload, loader_rounds, register_m
 __all__ = ["CAMERAS", "SceneBenchData", "prepare_scene_data"]
 
 _VERSION = 1
+_DEFAULT_SPEC = ClipSpec()  # frozen, so one shared default is safe
 CAMERAS = ("front", "front_left", "front_right", "back", "back_left", "back_right")
 _SLOW = "back"  # the 15 fps camera
 
@@ -69,7 +70,7 @@ def prepare_scene_data(
     *,
     scenes: int = 6,
     seconds: float = 4.0,
-    spec: ClipSpec = ClipSpec(),
+    spec: ClipSpec = _DEFAULT_SPEC,
     jobs: int | None = None,
     log=print,
 ) -> SceneBenchData:
@@ -162,8 +163,11 @@ def _streams(w: Workload, cfg: BenchConfig) -> ModeResult:
 
 @register_mode("cams", "6-camera groups: UniformGroups(frames=1), uniform over scene time", group="groups", needs="scenes")
 def _cams(w: Workload, cfg: BenchConfig) -> ModeResult:
+    from ..index import SceneDataset
     from ..sampling import UniformGroups
 
+    if not isinstance(w.dataset, SceneDataset):
+        raise TypeError(f"the cams mode needs a SceneDataset workload, got {type(w.dataset).__name__}")
     # random access to K files per item is slow: half the frames per batch of the other modes
     groups = max(1, cfg.batch_size // w.dataset.num_cameras // 2)
     return _items_mode("cams", w, cfg, UniformGroups(frames=1, seed=cfg.seed), batch_size=groups)

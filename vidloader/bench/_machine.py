@@ -39,6 +39,7 @@ def describe_machine() -> dict:
     import psutil
     import torch
 
+    cores: int | None
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -299,12 +299,14 @@ def _relaxed_mode(name: str, w: Workload, cfg: BenchConfig, sampler) -> ModeResu
     statistical cost from the sampling report (per-step TV, exact; effective batch
     size from the grey-thumbnail proxy for rho)."""
     from ..decoding import read_dataset_frames
-    from ..sampling import sampling_report
+    from ..sampling import SamplingReport, sampling_report
 
     r = _vidloader_mode(name, w, cfg, sampler=sampler, augment=False)
     rep = sampling_report(
         sampler, w.dataset, batch_size=cfg.batch_size, steps=4, pairs=cfg.rho_pairs, seed=cfg.seed, frame_reader=read_dataset_frames
     )
+    if not isinstance(rep, SamplingReport):
+        raise TypeError(f"a relaxed mode needs a frame sampler, got {type(sampler).__name__}")
     r.extra.update(
         tv_max_per_step=float(rep.tv.max()),
         effective_batch_size=rep.effective_batch_size,

@@ -7,6 +7,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from ..index import VideoDataset
 from ._ceiling import measure_ceiling
@@ -94,6 +95,7 @@ def run_bench(
         if not wl_names:
             continue
         console.print(f"\n[bold]workload: {wname}[/bold] ({len(paths)} file(s))")
+        ds: VideoDataset
         if wname in scene_roots:
             from ..index import SceneDataset
 
@@ -109,7 +111,7 @@ def run_bench(
             + f"; decode only: {ceiling.decode_only_fps:.1f}"
         )
         w = Workload(wname, paths, ds, ceiling.frames_per_second, ceiling.decode_only_fps)
-        entry = {"files": len(paths), "frames": ds.num_frames, "ceiling": asdict(ceiling), "modes": {}}
+        entry: dict[str, Any] = {"files": len(paths), "frames": ds.num_frames, "ceiling": asdict(ceiling), "modes": {}}
         one = results["workloads"].get("one video", {}).get("modes", {}).get("classic")
         if one:
             entry["classic_one_video_ips"] = one["images_per_second"]

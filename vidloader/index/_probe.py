@@ -169,7 +169,7 @@ def open_container(path: str, stream: int | None = None):
         if stream is None:
             s = container.streams.best("video")
             if s is None:
-                kinds = sorted({st.type for st in container.streams}) or ["none"]
+                kinds: list[str] = sorted({st.type for st in container.streams}) or ["none"]
                 raise NoVideoStreamError(path, f"no video stream (streams found: {', '.join(kinds)})")
         else:
             videos = [st.index for st in container.streams.video]
@@ -190,7 +190,9 @@ def _decode_all(path: str, container, s):
     container.seek(0, stream=s) if container.streams else None
     cc = s.codec_context
     cc.flush_buffers()
-    pts, keys, first = [], [], None
+    pts: list[int | None] = []  # a frame's pts may be unset
+    keys: list[bool] = []
+    first = None
     try:
         for packet in container.demux(s):
             for f in cc.decode(packet):
@@ -269,7 +271,8 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
     container.seek(0, stream=s, backward=True)
     cc = s.codec_context
     cc.thread_count = 1
-    head, first = [], None
+    head: list[int | None] = []
+    first = None
     try:
         for packet in container.demux(s):
             for f in cc.decode(packet):

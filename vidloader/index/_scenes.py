@@ -53,15 +53,16 @@ def scan_scenes(
     names in a JSON file are relative to the file's folder. Scene ids are
     ``video_dir/clip_id`` when there are several ``video_dir`` entries, else ``clip_id``.
     """
+    spec: Mapping[str, Mapping[str, int | None]]
     if isinstance(source, Mapping):
         spec, base = dict(source), os.getcwd()
     else:
         source = os.fspath(source)
         if os.path.isdir(source):
-            clips = sorted(d for d in os.listdir(source) if os.path.isdir(os.path.join(source, d)))
-            if not clips:
+            clip_dirs = sorted(d for d in os.listdir(source) if os.path.isdir(os.path.join(source, d)))
+            if not clip_dirs:
                 raise FileNotFoundError(f"no scene folder (video_dir/clip_id/cam_name.mp4) under {source!r}")
-            spec, base = {source: {c: None for c in clips}}, os.getcwd()
+            spec, base = {source: {c: None for c in clip_dirs}}, os.getcwd()
         elif os.path.isfile(source):
             with open(source) as f:
                 spec = json.load(f)

@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import sqlite3
 import sys
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
@@ -207,6 +207,7 @@ class VideoIndex:
                     for out in outcomes:
                         self._collect(out, result, errors, fresh, bar)
                 else:
+                    pool: Executor
                     if parallel == "threads":
                         pool = ThreadPoolExecutor(workers, thread_name_prefix="vidloader-index")
                     else:

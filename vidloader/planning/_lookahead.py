@@ -242,13 +242,13 @@ def _split(w: np.ndarray, depth: np.ndarray, held_to: np.ndarray, held_from: np.
         arg[:, j] = a
         f[:, j] = cost[rows, a]
     lead = np.empty((g, m), dtype=np.int64)
-    j = np.full(g, m)
+    end = np.full(g, m)  # per group: the end of the part not yet assigned
     cols = np.arange(m)[None, :]
-    while (j > 0).any():
-        i = np.where(j > 0, arg[rows, j], 0)
-        sel = (cols >= i[:, None]) & (cols < j[:, None])
-        lead[sel] = np.broadcast_to(i[:, None], (g, m))[sel]
-        j = np.where(j > 0, i, 0)
+    while (end > 0).any():
+        start = np.where(end > 0, arg[rows, end], 0)
+        sel = (cols >= start[:, None]) & (cols < end[:, None])
+        lead[sel] = np.broadcast_to(start[:, None], (g, m))[sel]
+        end = np.where(end > 0, start, 0)
     return lead
 
 

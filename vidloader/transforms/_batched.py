@@ -137,15 +137,15 @@ class RandomResizedCrop:
         if interpolation not in _INTERPOLATIONS:
             allowed = ", ".join(repr(m) for m in _INTERPOLATIONS)
             raise ValueError(f"interpolation must be one of {allowed}; got {interpolation!r}")
-        scale = tuple(float(s) for s in scale)
-        ratio = tuple(float(r) for r in ratio)
-        if len(scale) != 2 or not 0.0 < scale[0] <= scale[1]:
-            raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {scale!r}")
-        if len(ratio) != 2 or not 0.0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must be (min, max) with 0 < min <= max, got {ratio!r}")
+        scale_f = tuple(float(s) for s in scale)
+        ratio_f = tuple(float(r) for r in ratio)
+        if len(scale_f) != 2 or not 0.0 < scale_f[0] <= scale_f[1]:
+            raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {scale_f!r}")
+        if len(ratio_f) != 2 or not 0.0 < ratio_f[0] <= ratio_f[1]:
+            raise ValueError(f"ratio must be (min, max) with 0 < min <= max, got {ratio_f!r}")
         self.size: tuple[int, int] = (int(size[0]), int(size[1]))
-        self.scale: tuple[float, float] = scale  # type: ignore[assignment]
-        self.ratio: tuple[float, float] = ratio  # type: ignore[assignment]
+        self.scale: tuple[float, float] = (scale_f[0], scale_f[1])
+        self.ratio: tuple[float, float] = (ratio_f[0], ratio_f[1])
         self.interpolation: Interpolation = interpolation
         self.antialias = bool(antialias)
 
@@ -230,7 +230,6 @@ class RandomResizedCrop:
         groups: dict[tuple[int, int], list[int]] = {}
         for i, (_, _, h, w) in enumerate(boxes):
             groups.setdefault((h, w), []).append(i)
-        mode = self.interpolation
         per_sample = c * data.shape[2] * data.shape[3] * 4
         step = max(1, _CHUNK_BYTES // per_sample)
         for (h, w), members in groups.items():
@@ -442,7 +441,7 @@ class ColorJitter:
         _check_generator(generator, type(self).__name__)
         f64 = torch.float64
         order = torch.rand((batch_size, 4), generator=generator, dtype=f64).argsort(dim=1)
-        factors = []
+        factors: list[Tensor | None] = []
         for rng in (self.brightness, self.contrast, self.saturation, self.hue):
             if rng is None:
                 factors.append(None)
