@@ -10,6 +10,7 @@ thread on 2 cores; docs/design.md).
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from ..index import VideoMetadata
 from ..planning import JobSpec, WindowPlan
 from ._frame_cache import FrameCache
 
-__all__ = ["DecodeStage", "JobResult"]
+__all__ = ["DecodeStage", "JobResult", "default_workers"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,3 +154,11 @@ def done(result: JobResult) -> Future[JobResult]:
     f: Future[JobResult] = Future()
     f.set_result(result)
     return f
+
+
+def default_workers() -> int:
+    """Decoding threads by default: the cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

@@ -77,6 +77,7 @@ class FrameCache:
                 self._entries[key] = [value, uses]
                 return
             row = self._row()
+        stored: torch.Tensor | int
         if row is None:
             stored = value.clone(memory_format=torch.contiguous_format)
         else:  # the row is this put's alone until it is published below

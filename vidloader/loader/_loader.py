@@ -8,8 +8,6 @@ transform (``_deliver``). docs/design.md draws the stages and their contracts.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -22,13 +20,14 @@ from ..planning import LookaheadStats
 from ..sampling import Sampler, UniformFrames
 from ._assemble import BatchAssembler, ErrorPolicy
 from ._batch import Batch
-from ._decode import DecodeStage
+from ._decode import DecodeStage, default_workers
 from ._deliver import Deliver
 from ._fetch import FetchStage, LocalFiles
 from ._frame_cache import FrameCache, default_cache_bytes
 from ._pass import EpochPass, PassShape, Recorder
+from ._state import restore_state, save_state
 from ._stats import LoaderStats
-from ._windows import WindowSource, dry_run
+from ._windows import PlannerThread, dry_run
 
 __all__ = ["VideoLoader"]
 
@@ -38,70 +37,56 @@ class VideoLoader:
 
     A batch holds ``batch_size`` items of the sampler's ``item_shape`` (frames, clips
     ``(T,)``, camera groups ``(K, T)``): ``data`` is uint8 [B, *item_shape, 3, H, W]. An
-    item fails when any of its frames fails; ``on_error="skip"`` then replaces it by the
-    next item of the order (counted once in ``errors_skipped``).
-
-    Sequential samplers (``sampler.sequential_access``, e.g. :class:`~vidloader.StreamSampler`):
-    a video's requests in a window become one job per forward run, its jobs run in order
-    and its decoder stays open between them, so a job that continues the previous one
-    needs no seek (``stats().seeks`` counts the rest). At most ``max(64, 2 * batch_size * K)``
-    decoders stay open (30-50 MB each at 1080p; K cameras per item, else 1). Samplers with
-    fixed slots (``sampler.batch_items``) need ``batch_size`` equal to it and ``on_error="raise"``.
+    item fails when any of its frames fails. Sequential samplers (``sequential_access``,
+    e.g. :class:`~vidloader.StreamSampler`) keep each video's decoder open between its
+    jobs, so a job that continues the previous one needs no seek (``stats().seeks``
+    counts the rest; at most ``max(64, 2 * batch_size * K)`` decoders, 30-50 MB each at
+    1080p). Samplers with fixed slots (``batch_items``) need ``batch_size`` equal to it
+    and ``on_error="raise"``.
 
     Args:
         dataset: the videos.
-        sampler: request order (default :class:`UniformFrames` with seed 0); anything
-            that implements :class:`~vidloader.sampling.Sampler`.
-        batch_size: items per batch; the last batch may be smaller unless ``drop_last``.
-        size: output (height, width); colour conversion and resize are fused. ``None``
+        sampler: request order (default :class:`UniformFrames` with seed 0): anything that
+            implements :class:`~vidloader.sampling.Sampler`.
+        batch_size: items per batch; the last may be smaller unless ``drop_last``.
+        size: output (height, width); colour conversion and resize are one pass. ``None``
             keeps the decoded size (all videos must share it).
-        transform: batched tensor transform, called as ``transform(data, generator=g)``
-            (or ``transform(data)``) on the target device, ``g`` seeded from (sampler
-            seed, epoch, batch number, rank).
-        num_workers: decoding threads (default: the cores available); 0 decodes in the
-            iterating thread.
-        device: where batches are delivered (decoding is on the CPU).
-        pin_memory: allocate batches in pinned memory (CUDA targets).
+        transform: batched transform, called as ``transform(data, generator=g)`` (or
+            ``transform(data)``) on the target device, ``g`` seeded from (seed, epoch,
+            batch number, rank).
+        num_workers: decoding threads (default: the cores available; 0: the iterating thread).
+        device, pin_memory: where batches go (decoding is on the CPU); pinned batches.
         prefetch: batches decoded ahead of the one being consumed (at least).
-        plan_batches: batches planned together: a GOP hit by requests of several batches
-            of the window is decoded once for all. Batches are the same for any value;
-            larger windows decode less and hold more frames.
-        on_error: ``"raise"`` raises the :class:`VideoError` of the first bad item;
-            ``"skip"`` drops it, fills the batch with the next request of the order
-            instead, and counts it in :meth:`stats`.
-        even_batches: keep the epoch at exactly ``len(loader)`` batches, each of its
-            error-free size, even when skips drop items (every rank of a distributed job
-            then runs the same number of steps). A rank short at the end of its share
-            goes on with requests wrapped around from its share's start (counted as
-            ``padded``); if a whole pass over the share yields no decodable item it
-            raises ``RuntimeError``. Default: on when the sampler's ``world_size`` > 1.
+        plan_batches: batches planned together: a GOP that several of them hit is decoded
+            once. Batches are the same for any value; larger windows hold more frames.
+        on_error: ``"raise"`` raises the first bad item's :class:`VideoError`; ``"skip"``
+            replaces it by the next request of the order and counts it in :meth:`stats`.
+        even_batches: keep the epoch at ``len(loader)`` batches of their error-free sizes
+            when skips drop items (every rank then runs the same number of steps): a rank
+            short at the end goes on with requests wrapped around from its share's start
+            (``padded``), and raises ``RuntimeError`` if a whole share yields nothing.
+            Default: on when the sampler's ``world_size`` > 1.
         skip_nonref: skip decoding non-reference frames nobody asked for (exact).
         rotate: apply display rotation.
         max_open_files: open files kept across decoding threads (about 1 MB each).
-        backend: ``"pyav"`` (default, bit exact), ``"torchcodec"`` or ``"opencv"``
-            (optional extras), or a backend object. Files a backend cannot decode exactly
-            fail with ``UnsupportedByBackendError`` (handled per ``on_error``).
-        decode_timeout: seconds one decode job may take before it fails with
-            ``DecodeTimeoutError`` (checked between packets; a read blocked inside the
-            operating system is not interrupted). None (default): no limit.
-        cache_bytes: the look-ahead cache's budget (frames kept at the output size,
-            ``3 * H * W`` bytes each). The epoch's order is known, so when a GOP is
-            decoded the loader keeps the frames that later requests want, as planned by
-            :func:`~vidloader.planning.plan_lookahead` within the budget. Batches are the
-            same, bit for bit, as with the cache off. ``None`` (default): min(2 GB, 10%
-            of the memory available); 0 turns it off. Single-frame samplers only;
-            :meth:`plan_stats` gives the figures without decoding.
-        fetch: the fetch stage (default: local files, read by the decoder directly).
+        backend: ``"pyav"`` (default, bit exact), ``"torchcodec"``, ``"opencv"``, or a
+            backend object; files it cannot decode exactly fail with
+            ``UnsupportedByBackendError`` (handled per ``on_error``).
+        decode_timeout: seconds one decode job may take (checked between packets), then
+            ``DecodeTimeoutError``; None (default): no limit.
+        cache_bytes: the look-ahead cache's budget (frames at the output size). The order
+            is known, so decoded frames that later requests want are kept, as planned by
+            :func:`~vidloader.planning.plan_lookahead`. Batches are bit for bit those of
+            the cache off. ``None``: min(2 GB, 10% of available memory); 0: off.
+            Single-frame samplers; :meth:`plan_stats` gives the figures without decoding.
+        fetch: the fetch stage (default: local files, which the decoder reads itself).
 
-    Distributed: the sampler gives this rank's share of the epoch; every rank has the
-    same ``len(loader)``.
-
+    Distributed: the sampler gives this rank's share; every rank has the same ``len(loader)``.
     Resume (torchdata ``StatefulDataLoader`` conventions): :meth:`state_dict` is the state
-    after the last batch handed to the caller (batches decoded ahead do not count). After
-    :meth:`load_state_dict`, the next ``iter(loader)`` continues that epoch from there:
-    the batches before and after equal one uninterrupted epoch. Any other new
-    ``iter(loader)`` starts the current epoch from its beginning; :meth:`set_epoch`
-    resets the position, except to the epoch of a just-loaded state.
+    after the last batch handed over (batches decoded ahead do not count); after
+    :meth:`load_state_dict` the next ``iter(loader)`` continues that epoch, and the
+    batches before and after equal one uninterrupted epoch. Any other new pass starts
+    the current epoch from its beginning.
     """
 
     def __init__(
@@ -151,7 +136,7 @@ class VideoLoader:
         self.rotate = rotate
         self.size = (int(size[0]), int(size[1])) if size is not None else self._common_size()
         self.transform = transform
-        self.num_workers = _default_workers() if num_workers is None else int(num_workers)
+        self.num_workers = default_workers() if num_workers is None else int(num_workers)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' but torch.cuda.is_available() is False")
@@ -167,17 +152,13 @@ class VideoLoader:
         self.cache_bytes = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
         if self.cache_bytes < 0:
             raise ValueError(f"cache_bytes must be >= 0 (0: no look-ahead), got {cache_bytes}")
-        self._capacity = self.cache_bytes // (3 * self.size[0] * self.size[1])
-        self._lookahead = self._capacity > 0 and self._per == 1 and not sequential
+        capacity = self.cache_bytes // (3 * self.size[0] * self.size[1])
+        self._lookahead = capacity > 0 and self._per == 1 and not sequential
         self._shape = PassShape(
-            batch_size=self.batch_size,
-            per=self._per,
-            size=self.size,
-            drop_last=bool(drop_last),
-            even=self.even_batches,
-            in_flight=1 + -(-self.prefetch // self.plan_batches),
-            pin_memory=self.pin_memory,
-        )
+            batch_size=self.batch_size, per=self._per, size=self.size, drop_last=bool(drop_last), even=self.even_batches,
+            in_flight=1 + -(-self.prefetch // self.plan_batches), pin_memory=self.pin_memory,
+            window=self.batch_size * self.plan_batches, capacity=capacity if self._lookahead else 0, sequential=sequential,
+        )  # fmt: skip
         cursors = None
         if sequential and self.backend.supports_continuation:
             # one open decoder per video a batch touches, twice over (sequences ending and starting)
@@ -197,7 +178,7 @@ class VideoLoader:
         self._deliver = Deliver(device=self.device, pin_memory=self.pin_memory, transform=transform)
         self._recorder = Recorder()
         self._cache: FrameCache | None = None
-        self._planner_pool: ThreadPoolExecutor | None = None
+        self._planner = PlannerThread()
         # batches delivered this epoch (None: unknown, a sampler restored on its own)
         self._batches: int | None = None if self.sampler.restored else 0
 
@@ -211,35 +192,19 @@ class VideoLoader:
             self._batches = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """The state after the last batch handed to the caller: ``epoch``, ``position``
-        (in this rank's share; with ``even_batches`` it can pass the share's end when
-        skipped items were replaced by wrapped requests), ``batches`` (delivered this
-        epoch), ``batch_size``, ``sampler`` (its ``state_dict()``) and ``stats``."""
+        """The state after the last batch handed to the caller (see :func:`save_state`)."""
         with self._recorder.lock:  # consistent with the delivery of a batch in another thread
-            stats = self._recorder.stats.copy()
-            sampler = self.sampler.state_dict()
-            batches = self._batches if self._batches is not None else sampler["position"] // self.batch_size
-        return {
-            "epoch": sampler["epoch"],
-            "position": sampler["position"],
-            "batches": batches,
-            "batch_size": self.batch_size,
-            "sampler": sampler,
-            "stats": {k: v for k, v in stats.as_dict().items() if k in LoaderStats.__dataclass_fields__},
-        }
+            return save_state(self.sampler, self._recorder.stats.copy(), self._batches, self.batch_size)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`: the next ``iter(loader)`` continues its epoch from
         its position. The loader must have the same batch size, and its sampler the same
         kind, rank and world size as the ones that saved it."""
-        sd = state_dict
-        if int(sd["batch_size"]) != self.batch_size:
-            raise ValueError(f"state was saved with batch_size={sd['batch_size']}; this loader has {self.batch_size}")
-        self.sampler.load_state_dict(dict(sd["sampler"], epoch=sd["epoch"], position=sd["position"]))
-        self._batches = int(sd["batches"])
-        if "stats" in sd:
+        restored = restore_state(state_dict, self.sampler, self.batch_size)
+        self._batches = restored.batches
+        if restored.stats is not None:
             with self._recorder.lock:
-                self._recorder.stats = LoaderStats.from_dict(sd["stats"])
+                self._recorder.stats = restored.stats
 
     def __len__(self) -> int:
         n = self.sampler.num_samples(self.dataset)
@@ -262,17 +227,11 @@ class VideoLoader:
         look-ahead, the hit rate and the peak cache bytes. Planned like a pass from the
         epoch's start, in the same segments and windows; the sampler is not changed."""
         sampler = self.sampler.at_epoch(self.sampler.epoch if epoch is None else epoch)
-        return dry_run(
-            sampler, self.dataset, per=self._per, window=self.batch_size * self.plan_batches,
-            capacity=self._capacity if self._lookahead else 0, ahead=self._shape.in_flight,
-            frame_bytes=3 * self.size[0] * self.size[1], budget_bytes=self.cache_bytes,
-        )  # fmt: skip
+        return dry_run(sampler, self.dataset, self._shape, budget_bytes=self.cache_bytes)
 
     def close(self) -> None:
         self._decode.close()
-        if self._planner_pool is not None:
-            self._planner_pool.shutdown(wait=True, cancel_futures=True)
-            self._planner_pool = None
+        self._planner.shutdown(wait=True)
         self._fetch.close()
 
     def __enter__(self) -> "VideoLoader":
@@ -284,8 +243,7 @@ class VideoLoader:
     def __del__(self) -> None:
         try:
             self._decode.shutdown_nowait()
-            if self._planner_pool is not None:
-                self._planner_pool.shutdown(wait=False, cancel_futures=True)
+            self._planner.shutdown(wait=False)
         except Exception:
             pass
 
@@ -302,12 +260,8 @@ class VideoLoader:
             batch_no = start.position // self.batch_size
         self._batches = batch_no
         # A pass has its own cache: jobs of an abandoned pass still running put into theirs.
-        self._cache = cache = FrameCache(self._capacity, (3, *self.size)) if self._lookahead else None
-        source = WindowSource(
-            self.dataset, window=self.batch_size * self.plan_batches, per=self._per,
-            capacity=self._capacity if self._lookahead else 0, ahead=self._shape.in_flight,
-            sequential=bool(self.sampler.sequential_access), planner=self._planner,
-        )  # fmt: skip
+        sh = self._shape
+        self._cache = cache = FrameCache(sh.capacity, (3, *self.size)) if sh.capacity else None
 
         def on_batch(consumed: int, batches: int) -> None:
             self.sampler.advance(consumed)
@@ -320,7 +274,7 @@ class VideoLoader:
                     self._cache = None
 
         run = EpochPass(
-            sampler=self.sampler, dataset=self.dataset, shape=self._shape, source=source, fetch=self._fetch,
+            sampler=self.sampler, dataset=self.dataset, shape=sh, planner=self._planner, fetch=self._fetch,
             decode=self._decode, cache=cache, policy=self._policy, assembler=self._assembler,
             deliver=self._deliver, recorder=self._recorder, on_batch=on_batch, on_end=on_end,
         )  # fmt: skip
@@ -342,14 +296,4 @@ class VideoLoader:
         h, w = sizes.pop()
         return int(h), int(w)
 
-    def _planner(self) -> ThreadPoolExecutor:
-        if self._planner_pool is None:
-            self._planner_pool = ThreadPoolExecutor(1, thread_name_prefix="vidloader-plan")
-        return self._planner_pool
 
-
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

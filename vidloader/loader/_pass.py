@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -101,6 +102,9 @@ class PassShape:
     even: bool
     in_flight: int
     pin_memory: bool
+    window: int  # items planned together
+    capacity: int  # frames the look-ahead cache holds (0: no look-ahead)
+    sequential: bool
 
 
 class EpochPass:
@@ -113,7 +117,7 @@ class EpochPass:
         sampler: "Sampler",
         dataset: "VideoDataset",
         shape: PassShape,
-        source: WindowSource,
+        planner: Callable[[], ThreadPoolExecutor],
         fetch: FetchStage,
         decode: DecodeStage,
         cache: FrameCache | None,
@@ -127,7 +131,10 @@ class EpochPass:
         self.sampler = sampler
         self.dataset = dataset
         self.shape = shape
-        self.source = source
+        self.source = WindowSource(
+            dataset, window=shape.window, per=shape.per, capacity=shape.capacity, ahead=shape.in_flight,
+            sequential=shape.sequential, planner=planner,
+        )  # fmt: skip
         self.fetch = fetch
         self.decode = decode
         self.cache = cache

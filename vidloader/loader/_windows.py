@@ -16,19 +16,38 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..planning import LookaheadStats, LookaheadWindow, SegmentPlan, WindowPlan, gop_run, plan_lookahead, plan_segment, plan_window
+from ..planning import LookaheadStats, SegmentPlan, WindowPlan, gop_run, plan_lookahead, plan_segment, plan_window
 from ._requests import RequestStream
 
 if TYPE_CHECKING:
     from ..index import VideoDataset
     from ..sampling import Sampler
+    from ._pass import PassShape
 
-__all__ = ["WindowSource", "dry_run", "segment_length"]
+__all__ = ["PlannerThread", "WindowSource", "dry_run", "segment_length"]
 
 
 def segment_length(capacity: int) -> int:
     """Requests planned together by the look-ahead planner."""
     return max(65536, 8 * capacity)
+
+
+class PlannerThread:
+    """The one background thread that plans look-ahead segments, started on first use."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __call__(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidloader-plan")
+        return self._pool
+
+    def shutdown(self, *, wait: bool) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            if wait:
+                self._pool = None
 
 
 class WindowSource:
@@ -122,11 +141,11 @@ class WindowSource:
         return plan_segment(start, videos, frames, self.dataset.videos, window=self.window, capacity=self.capacity, ahead=self.ahead)
 
 
-def dry_run(
-    sampler: "Sampler", dataset: "VideoDataset", *, per: int, window: int, capacity: int, ahead: int, frame_bytes: int, budget_bytes: int
-) -> LookaheadStats:
+def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, budget_bytes: int) -> LookaheadStats:
     """The look-ahead figures of ``sampler``'s whole epoch from its start, planned in the
-    same segments and windows as a pass, without decoding (``capacity`` 0: no look-ahead)."""
+    same segments and windows as a pass of ``shape``, without decoding."""
+    per, window, capacity, ahead = shape.per, shape.window, shape.capacity, shape.in_flight
+    frame_bytes = 3 * shape.size[0] * shape.size[1]
     decoded = plain = hits = peak = 0
     seconds = 0.0
     n = sampler.num_samples(dataset)

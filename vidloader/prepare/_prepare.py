@@ -234,7 +234,7 @@ def _run(
         for e in errors:
             log(f"skipped (cannot index): {e}")
         todo: list[_Job] = []
-        for (s, out), meta in zip(pairs, metas):
+        for (_, out), meta in zip(pairs, metas):
             if meta is None:
                 continue
             height, width = output_size(meta, settings)

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import KW_ONLY, InitVar, dataclass, field
 from fractions import Fraction
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import av
 import numpy as np
@@ -25,6 +25,9 @@ from .._errors import DecodeError, VideoError
 from ..decoding import DecodeCounters, frame_to_array
 from ..index import VideoMetadata
 from ._segments import Segment, decode_segment
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "EncodeSettings",
@@ -294,7 +297,8 @@ class _MapBatches(_MapFrames):
         self.batch_size = max(1, int(batch_size))
         self.device = torch.device(device)
         self.buf: list[np.ndarray] = []
-        self.pinned = None
+        self.pinned: torch.Tensor | None = None
+        self.pinned_out: torch.Tensor | None = None
         self.stream = None
         if self.device.type == "cuda":
             if not torch.cuda.is_available():
@@ -321,6 +325,7 @@ class _MapBatches(_MapFrames):
             if self.pinned is None or self.pinned.shape[1:] != x.shape[1:] or self.pinned.shape[0] < n:
                 self.pinned = torch.empty(x.shape, dtype=torch.uint8).pin_memory()
                 self.pinned_out = torch.empty(x.shape, dtype=torch.uint8).pin_memory()
+            assert self.pinned is not None and self.pinned_out is not None
             src, dst = self.pinned[:n], self.pinned_out[:n]
             src.copy_(x)
             with torch.cuda.stream(self.stream):
@@ -489,12 +494,12 @@ def concat_segments(
                 for pk in c.demux(s):
                     if not pk.size:
                         continue
-                    pts = int(all_pts[j])
+                    pk_pts = int(all_pts[j])
                     pk.stream = ostream
                     pk.time_base = tb
-                    pk.pts = pts
+                    pk.pts = pk_pts
                     pk.dts = int(dts[j])
-                    pk.duration = int(dur_of[pts])
+                    pk.duration = int(dur_of[pk_pts])
                     out.mux(pk)
                     j += 1
     finally:

@@ -233,7 +233,7 @@ def _time_table(dataset, fps, frames, tolerance, on_misaligned, groups: bool) ->
             raise TypeError(f"camera groups need a SceneDataset, got {type(dataset).__name__}")
         units = dataset.scene_videos
         spans = [dataset.scene_span(s) for s in range(units.shape[0])]
-        shape = (units.shape[1], frames)
+        shape: tuple[int, ...] = (units.shape[1], frames)
     else:
         units = np.arange(dataset.num_videos, dtype=np.int64)[:, None]
         spans = [(Fraction(int(m.pts[0])) * m.time_base, Fraction(int(m.end_pts)) * m.time_base) for m in dataset.videos]
@@ -566,7 +566,7 @@ class ItemSamplingReport:
     frame_min_pi_n: float
     frame_max_pi_n: float
     decode_amplification: float
-    _frame_pi: np.ndarray = field(repr=False, default=None)
+    _frame_pi: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
     def pi_items(self, t: int) -> np.ndarray:
         """Exact law of the item in a slot of batch ``t`` (length M)."""

@@ -168,6 +168,7 @@ def _iid_amplification(pi: np.ndarray, gop: _Gops, b: int) -> tuple[float, float
 
 
 class _UniformModel(_Model):
+    sampler: UniformFrames
     method = "closed form: every slot holds each frame with probability 1/N"
 
     def _row(self, t):
@@ -280,6 +281,8 @@ def _expected_sq_pieces(lengths: np.ndarray, b: int) -> np.ndarray:
 class _TilingModel(_Model):
     """Rotated tilings: position uniform, so pi_t(i) = 1/N exactly."""
 
+    sampler: _Tiles
+
     chunked = True
 
     def __init__(self, sampler, dataset, batch_size):
@@ -352,7 +355,7 @@ class _UnrotatedTilingModel(_TilingModel):
                 "use a smaller dataset (unrotated tilings exist only to demonstrate their bias)"
             )
         self._options = options
-        self._p = None
+        self._p: np.ndarray | None = None
 
     def _compute(self) -> np.ndarray:
         n, b = self.n, self.b
@@ -405,8 +408,8 @@ def _prefix_cdfs(lengths: np.ndarray, n: int) -> dict[int, np.ndarray]:
         others.remove(length)
         f = np.zeros((c, n + 1))
         f[0, 0] = 1.0
-        for l in others:
-            f[1:, l:] = f[1:, l:] + f[:-1, : n + 1 - l]
+        for m in others:
+            f[1:, m:] = f[1:, m:] + f[:-1, : n + 1 - m]
         rows = f.sum(axis=1, keepdims=True)  # = binom(C-1, p)
         dist = (f / rows).sum(axis=0) / c
         out[length] = np.concatenate([[0.0], np.cumsum(dist)])[: n + 1]
@@ -494,20 +497,25 @@ class SamplingReport:
     def max_bias_bound(self) -> float:
         return 2.0 * self.max_tv * self.grad_bound
 
+    def _need_model(self) -> _Model:
+        if self._model is None:
+            raise ValueError("this report was built without its sampling model (pi_t is not available)")
+        return self._model
+
     def pi(self, t: int) -> np.ndarray:
         """Exact ``pi_t`` (length N): the chance that a slot of batch ``t`` holds frame i."""
         if not 0 <= t < self.num_steps:
             raise IndexError(f"step {t} out of range [0, {self.num_steps})")
-        return self._model.row(int(t)).copy()
+        return self._need_model().row(int(t)).copy()
 
     def inclusion(self, t: int) -> np.ndarray:
         """Expected number of slots of batch ``t`` holding frame i (``P(i in batch t)`` when
         frames do not repeat inside a batch)."""
-        return self.pi(t) * self._model.batch_len(int(t))
+        return self.pi(t) * self._need_model().batch_len(int(t))
 
     def pi_epoch(self) -> np.ndarray:
         """Epoch average of ``pi_t`` (weighted by batch sizes)."""
-        return self._model.epoch().copy()
+        return self._need_model().epoch().copy()
 
     # -- printing -------------------------------------------------------------------------
 

@@ -117,6 +117,7 @@ class StreamSampler(FrameSampler):
             if hasattr(dataset, "scene_videos"):
                 if self.stride != 1:
                     raise ValueError("stride applies to video sequences; scene steps are 1/fps apart")
+                table: ItemTable
                 table, hop = _time_table(dataset, self.fps, self.frames, None, "flag", groups=True), self.frames
             elif self.fps is not None:
                 table, hop = _time_table(dataset, self.fps, self.frames, None, "flag", groups=False), self.frames
