@@ -1,19 +1,41 @@
 """Decoding: planned jobs -> frames at the output size, and exact per-file access."""
 
-from ._backend import BackendUnavailableError, UnsupportedByBackendError, get_backend
+from ._backend import (
+    Backend,
+    BackendName,
+    BackendUnavailableError,
+    Capabilities,
+    ReaderPool,
+    UnsupportedByBackendError,
+    get_backend,
+)
 from ._opencv import OpenCVBackend
-from ._pyav import DecodeCounters, PyAVReader, frame_to_array
+from ._output import put_frame
+from ._pyav import (
+    DecodeCounters,
+    Interpolation,
+    PyAVReader,
+    check_interpolation,
+    frame_to_array,
+)
 from ._video_file import Frame, FrameBatch, VideoFile
 
 __all__ = [
+    "Backend",
+    "BackendName",
     "BackendUnavailableError",
+    "Capabilities",
     "DecodeCounters",
     "Frame",
     "FrameBatch",
+    "Interpolation",
     "OpenCVBackend",
     "PyAVReader",
+    "ReaderPool",
     "UnsupportedByBackendError",
     "VideoFile",
+    "check_interpolation",
     "frame_to_array",
     "get_backend",
+    "put_frame",
 ]
