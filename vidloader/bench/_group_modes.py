@@ -24,6 +24,7 @@ encoded clips (three at 30 fps, one at 15 fps), so generation encodes 420 frames
 from __future__ import annotations
 
 import os
+from typing import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,14 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _open_files(paths: Iterable[str]) -> int:
+    """How many of ``paths`` this process has open."""
+    import psutil
+
+    wanted = {os.path.realpath(p) for p in paths}
+    return sum(1 for f in psutil.Process().open_files() if os.path.realpath(f.path) in wanted)
+
+
 def _items_mode(name: str, w: Workload, cfg: BenchConfig, sampler, *, batch_size: int, warmup: int | None = None, timed: int | None = None) -> ModeResult:
     from ..loader import VideoLoader
 
@@ -123,7 +132,7 @@ def _items_mode(name: str, w: Workload, cfg: BenchConfig, sampler, *, batch_size
         frames, seconds = steady_state(loader, warmup=wu, timed=tm, size_of=lambda b: len(b) * per)
         st = loader.stats()
         rss1 = _rss_bytes()
-        open_readers = len(getattr(loader._decode.readers, "_idle", ()))
+        open_readers = _open_files(m.path for m in w.dataset.videos)  # an open decoder holds its file open
     items = frames // per
     extra = {
         "item_shape": list(loader.item_shape),

@@ -312,9 +312,9 @@ def _unavailable(name: str, w: Workload, reason: str) -> ModeResult:
 @register_mode("peer-torchcodec", "peer: torchcodec get_frames_at per file per batch (exact, Resize transform)", group="peers")
 def _peer_torchcodec(w: Workload, cfg: BenchConfig) -> ModeResult:
     try:
-        from ..decoding._torchcodec import _import_torchcodec
+        from ..decoding import get_backend
 
-        _import_torchcodec()
+        get_backend("torchcodec")  # raises BackendUnavailableError (an ImportError) when it cannot load
     except ImportError as e:
         return _unavailable("peer-torchcodec", w, str(e))
     return _run_peer(_TorchCodecPeer, w, cfg)
@@ -335,7 +335,7 @@ def _peer_decord(w: Workload, cfg: BenchConfig) -> ModeResult:
 def _vidloader_backend(name: str, backend, w: Workload, cfg: BenchConfig, *, cache_bytes: int = 0, **loader_kwargs) -> ModeResult:
     """vidloader with ``backend`` and plain planning (no look-ahead unless ``cache_bytes``),
     timed like the peers over the same stretch of the request stream."""
-    from ..decoding._backend import BackendUnavailableError, get_backend
+    from ..decoding import BackendUnavailableError, get_backend
     from ..loader import VideoLoader
     from ..sampling import UniformFrames
 
@@ -425,7 +425,7 @@ def _vl_opencv(w: Workload, cfg: BenchConfig) -> ModeResult:
 )
 def _vl_opencv_inexact(w: Workload, cfg: BenchConfig) -> ModeResult:
     try:
-        from ..decoding._opencv import OpenCVBackend
+        from ..decoding import OpenCVBackend
 
         be = OpenCVBackend(allow_inexact=True)
     except ImportError as e:

@@ -304,7 +304,7 @@ class _PyAVPool(ReaderPool):
     ``continuation=True`` (sequential samplers): each reader decodes with its file's own
     decoder and keeps its demuxer and decoder where a job leaves them (a cursor), so the
     next job on that video continues without a seek
-    (:meth:`PyAVReader._decode_sequential`). A video's reader is used by one job at a
+    (:meth:`PyAVReader._decode_continuing`). A video's reader is used by one job at a
     time, and jobs announced with :meth:`expect` run in that order: a job waits until
     the reader is free and every job announced before it for that video has run, so
     the cursor passes from job to job whichever thread runs them. Callers submit announced

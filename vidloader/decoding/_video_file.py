@@ -12,7 +12,8 @@ import torch
 from .._errors import FrameIndexError
 from ..index import TimeLike, VideoMetadata, frames_shown_at, probe_video
 from ..planning import plan_requests
-from ._backend import Backend, BackendName, get_backend
+from ._backend import ArrayReader, Backend, BackendName, get_backend
+from ._output import put_frame
 from ._pyav import DecodeCounters, Interpolation, check_interpolation
 
 __all__ = ["Frame", "FrameBatch", "VideoFile"]
@@ -88,7 +89,7 @@ class VideoFile:
         self.interpolation = check_interpolation(interpolation)
         self.counters = DecodeCounters()
         self._skip_nonref = skip_nonref
-        self._reader = self.backend.open(self.metadata, skip_nonref=skip_nonref)
+        self._reader: ArrayReader | None = self.backend.open(self.metadata, skip_nonref=skip_nonref)
 
     @property
     def path(self) -> str:
@@ -140,12 +141,9 @@ class VideoFile:
             for r, f in enumerate(idx.tolist()):
                 slots.setdefault(f, []).append(r)
 
-            def emit(i, arr):
-                t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+            def emit(i: int, arr: np.ndarray) -> None:
                 rows = slots[i]
-                out[rows[0]].copy_(t)
-                for r in rows[1:]:
-                    out[r].copy_(out[rows[0]])
+                put_frame(out, rows, arr)
                 self.counters.frames_delivered += len(rows)
 
             for job in plan.jobs:
