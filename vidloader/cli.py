@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(fn=_sample_report)
 
-    from .prepare._cli import add_parsers as _add_prepare_parsers
+    from .prepare import add_parsers as _add_prepare_parsers
 
     _add_prepare_parsers(sub)
 

@@ -145,7 +145,7 @@ def _verify(w: Workload, samples: list[tuple[int, int, np.ndarray]], size: int) 
         t = _thumb(arr)
         d = {k: float(np.abs(t - thumbs[k]).mean()) for k in (i - 1, i, i + 1) if 0 <= k < len(thumbs)}
         worst = max(worst, d[i])
-        if d[i] > IDENTITY_TOL or min(d, key=d.get) != i:
+        if d[i] > IDENTITY_TOL or min(d, key=d.__getitem__) != i:
             wrong += 1
             if first_wrong is None:
                 near = min(range(len(thumbs)), key=lambda k: float(np.abs(t - thumbs[k]).mean()))
@@ -375,12 +375,12 @@ def _vidloader_backend(name: str, backend, w: Workload, cfg: BenchConfig, *, cac
         ) as loader:
             warmup, timed = loader_rounds(loader, cfg)
             images, seconds = steady_state(loader, warmup=warmup, timed=timed, untimed=take)  # sampling is not timed
-            st = loader.stats()
+            ls = loader.stats()
     check = _verify(w, samples, cfg.size)
-    extra = dict(check, backend=repr(be), frames_decoded=st.frames_decoded, frames_delivered=st.frames_delivered, output_size=[cfg.size, cfg.size])
+    extra = dict(check, backend=repr(be), frames_decoded=ls.frames_decoded, frames_delivered=ls.frames_delivered, output_size=[cfg.size, cfg.size])
     if refused:
         extra["refused_but_allowed"] = len(refused)
-    return ModeResult(name, w.name, images / seconds, images, seconds, st.decode_amplification, True, extra)
+    return ModeResult(name, w.name, images / seconds, images, seconds, ls.decode_amplification, True, extra)
 
 
 @register_mode("vidloader-pyav", "vidloader exact uniform, backend='pyav', plain planning, straight to 224x224", group="peers")

@@ -162,8 +162,12 @@ class Backend(Protocol):
     def open(self, meta: VideoMetadata, *, skip_nonref: bool = True) -> ArrayReader:
         """A reader of one file; raises :class:`UnsupportedByBackendError` for refused files."""
 
-    def reader_pool(self, metas: Sequence[VideoMetadata], *, max_open: int = 256, skip_nonref: bool = True) -> ReaderPoolProtocol:
-        """Readers shared by decoding threads."""
+    def reader_pool(
+        self, metas: Sequence[VideoMetadata], *, max_open: int = 256, skip_nonref: bool = True, continuation: bool = False, max_cursors: int = 64
+    ) -> ReaderPoolProtocol:
+        """Readers shared by decoding threads. ``continuation=True`` (only where
+        ``supports_continuation``) keeps up to ``max_cursors`` decoders open between
+        sequential jobs."""
 
 
 # --------------------------------------------------------------------------- PyAV
@@ -264,7 +268,7 @@ class ReaderPool:
     def _decode(self, reader, job, emit, counters, **kw) -> None:
         reader.decode_arrays(job, emit, counters, **kw)
 
-    def _failed(self, reader) -> None:
+    def _failed(self, video: int, reader) -> None:
         """After a failure the reader's state is unknown: it is closed, never reused."""
         reader.close()
 
@@ -278,7 +282,7 @@ class ReaderPool:
         try:
             self._decode(reader, job, emit, counters, size=size, rotation=rotation, interpolation=interpolation, **kw)
         except BaseException:
-            self._failed(reader)
+            self._failed(job.video, reader)
             raise
         self._checkin(job.video, reader)
 
@@ -371,12 +375,10 @@ class _PyAVPool(ReaderPool):
         if not self.continuation:
             return super()._checkout(video)
         try:
-            reader = super()._checkout(video)
+            return super()._checkout(video)
         except BaseException:
             self._release(video)
             raise
-        reader.pool_video = video
-        return reader
 
     def _release(self, video: int) -> None:
         with self._cond:
@@ -412,10 +414,10 @@ class _PyAVPool(ReaderPool):
                 decoders.popitem(last=False)
         reader.decode_arrays(job, emit, counters, decoder=decoder, **kw)
 
-    def _failed(self, reader) -> None:
-        super()._failed(reader)
+    def _failed(self, video: int, reader) -> None:
+        super()._failed(video, reader)
         if self.continuation:
-            self._release(reader.pool_video)
+            self._release(video)
         elif reader.reader.decoder_key is not None:
             self._decoders().pop(reader.reader.decoder_key, None)
 
@@ -446,6 +448,12 @@ def get_backend(backend: "str | Backend") -> Backend:
     if missing == ["supports_continuation"]:
         raise TypeError(f"backend {backend!r} has no supports_continuation attribute (set it to False unless its reader_pool takes continuation=True)")
     raise TypeError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or a backend object, got {backend!r}")
+
+
+def no_continuation(backend: str, continuation: bool) -> None:
+    """For backends without continuation: refuse a pool that asks for it."""
+    if continuation:
+        raise ValueError(f"backend={backend!r} cannot continue decoders between jobs (supports_continuation is False)")
 
 
 def refuse(meta: VideoMetadata, backend: str, reason: str) -> UnsupportedByBackendError:

@@ -38,6 +38,7 @@ from ._backend import (
     Capabilities,
     ReaderPool,
     decoded_size,
+    no_continuation,
     refuse,
     rotate_array,
 )
@@ -141,7 +142,10 @@ class OpenCVBackend:
             warnings.warn(f"{meta.path}: backend='opencv' may return wrong frames: {reason}", RuntimeWarning, stacklevel=3)
         return OpenCVReader(meta, self)
 
-    def reader_pool(self, metas, *, max_open: int = 256, skip_nonref: bool = True) -> ReaderPool:
+    def reader_pool(
+        self, metas, *, max_open: int = 256, skip_nonref: bool = True, continuation: bool = False, max_cursors: int = 64
+    ) -> ReaderPool:
+        no_continuation(self.name, continuation)
         return ReaderPool(self, metas, max_open=max_open, skip_nonref=skip_nonref)
 
 

@@ -131,11 +131,18 @@ class PyAVReader:
         self._cursor = None
         self._container.close()
 
-    def _frame_of_pts(self, pts: int | None) -> int:
+    def frame_of_pts(self, pts: int | None) -> int:
+        """The frame index of a decoded frame's pts (-1: not in the index)."""
         return frame_of_pts(self.meta, pts)
 
-    def _packets_from_entry(self, entry: int, counters: DecodeCounters):
-        """Demux packets starting exactly at keyframe ``entry`` (-1: the file start)."""
+    @property
+    def codec_context(self) -> Any:
+        """The stream's own decoder (``av.VideoCodecContext``)."""
+        return self._stream.codec_context
+
+    def packets_from_entry(self, entry: int, counters: DecodeCounters):
+        """Demux packets starting exactly at keyframe ``entry`` (-1: the file start); counts
+        the seek."""
         meta, s = self.meta, self._stream
         counters.seeks += 1
         if entry < 0:
@@ -208,12 +215,12 @@ class PyAVReader:
                 cc = decoder if decoder is not None else self._stream.codec_context
                 if cc.is_open:
                     cc.flush_buffers()
-                packets = self._packets_from_entry(job.entry, counters)
+                packets = self.packets_from_entry(job.entry, counters)
                 self._run(cc, packets, SeekMode(meta, wanted), HeldFrames(emit, cc), counters)
             else:
                 self._cursor = None
                 cc = self._reopen()
-                packets = self._packets_from_entry(-1, counters)
+                packets = self.packets_from_entry(-1, counters)
                 self._run(cc, packets, CountMode(wanted), HeldFrames(emit, cc), counters)
         except av.FFmpegError as e:
             raise DecodeError(meta.path, f"decoding frames {_fmt(wanted)} failed ({e.strerror or e})") from None
@@ -251,7 +258,7 @@ class PyAVReader:
             cc = self._stream.codec_context
             if cc.is_open:
                 cc.flush_buffers()
-            packets, kept, outputs, ended = self._packets_from_entry(job.entry, counters), {}, 0, False
+            packets, kept, outputs, ended = self.packets_from_entry(job.entry, counters), {}, 0, False
         mode = ContinueMode(meta, wanted, kept)
         held = HeldFrames(emit, cc, outputs=outputs, pending=[(kept[i][0], i, kept[i][1]) for i in wanted if i in kept])
         ended = self._run(cc, packets, mode, held, counters, ended=ended)

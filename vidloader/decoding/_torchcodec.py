@@ -32,6 +32,7 @@ from ._backend import (
     BackendUnavailableError,
     Capabilities,
     ReaderPool,
+    no_continuation,
     refuse,
 )
 from ._pyav import DecodeCounters
@@ -110,7 +111,10 @@ class TorchCodecBackend:
             raise refuse(meta, "torchcodec", reason)
         return TorchCodecReader(meta, self)
 
-    def reader_pool(self, metas, *, max_open: int = 256, skip_nonref: bool = True) -> ReaderPool:
+    def reader_pool(
+        self, metas, *, max_open: int = 256, skip_nonref: bool = True, continuation: bool = False, max_cursors: int = 64
+    ) -> ReaderPool:
+        no_continuation(self.name, continuation)
         return ReaderPool(self, metas, max_open=max_open, skip_nonref=skip_nonref)
 
     def _note_interpolation(self, interpolation: str) -> None:

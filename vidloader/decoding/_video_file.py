@@ -183,7 +183,7 @@ class VideoFile:
 
     def get_frames_played_at(self, seconds: Sequence[float], *, size: tuple[int, int] | None = None) -> FrameBatch:
         """Frames displayed at the given times (seconds on the stream's clock)."""
-        return self.get_frames(self.frame_indices_played_at(seconds), size=size)
+        return self.get_frames(self.frame_indices_played_at(seconds).tolist(), size=size)
 
     def get_frame_played_at(self, seconds: float, *, size: tuple[int, int] | None = None) -> Frame:
         return self.get_frames_played_at([seconds], size=size)[0]

@@ -151,7 +151,7 @@ class SceneDataset(VideoDataset):
         self.skipped = skipped
 
     @classmethod
-    def from_metadata(  # type: ignore[override]
+    def from_metadata(  # type: ignore[override]  # a scene set is built from groups of files, not a flat list
         cls,
         scenes: Sequence[Sequence[VideoMetadata]],
         *,

@@ -68,12 +68,9 @@ class DecodeStage:
         self.interpolation = interpolation
         self.timeout = timeout
         self.num_workers = num_workers
-        if cursors is not None:
-            self.readers: ReaderPoolProtocol = backend.reader_pool(  # type: ignore[call-arg]  # continuation is the optional extension declared by supports_continuation
-                metas, max_open=max_open_files, skip_nonref=skip_nonref, continuation=True, max_cursors=cursors
-            )
-        else:
-            self.readers = backend.reader_pool(metas, max_open=max_open_files, skip_nonref=skip_nonref)
+        self.readers: ReaderPoolProtocol = backend.reader_pool(
+            metas, max_open=max_open_files, skip_nonref=skip_nonref, continuation=cursors is not None, max_cursors=cursors or 64
+        )
         self._pool: ThreadPoolExecutor | None = None
 
     @property

@@ -7,12 +7,13 @@
     prepare("raw/", "prepared_720p/", size_hw=(720, 1280))  # (height, width), like size= elsewhere
 
 Command line: ``vidloader prepare SRC DST [--size-hw HxW]`` and ``vidloader map SRC DST --fn
-module:function`` (parsers in :func:`vidloader.prepare._cli.add_parsers`). The output size
+module:function`` (parsers added by :func:`add_parsers`). The output size
 is (height, width) everywhere; the old ``size=(W, H)`` / ``--size WxH`` are refused with the
 spelling to use instead.
 """
 
 from ._blur import box_blur_7x7
+from ._cli import add_parsers
 from ._executors import Executor, InlineExecutor, LocalExecutor, RayExecutor
 from ._prepare import FileResult, PrepareResult, map_videos, output_paths, prepare
 from ._segments import Segment, expected_amplification, plan_segments
@@ -29,6 +30,7 @@ __all__ = [
     "PrepareVerifyError",
     "RayExecutor",
     "Segment",
+    "add_parsers",
     "box_blur_7x7",
     "expected_amplification",
     "map_videos",

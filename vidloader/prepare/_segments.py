@@ -111,13 +111,13 @@ def _decode_range(reader: PyAVReader, meta: VideoMetadata, seg: Segment, emit, c
     lo, hi = seg.start, seg.stop
     unsent = set(pts_table[lo:hi].tolist())
     wanted = frozenset(unsent)
-    cc = reader._stream.codec_context
+    cc = reader.codec_context
     skipping = False
 
     def take(frames):
         for f in frames:
             counters.frames_decoded += 1
-            i = reader._frame_of_pts(f.pts)
+            i = reader.frame_of_pts(f.pts)
             if i < 0:
                 raise IndexMismatchError(meta.path, f"decoder output a frame with pts {f.pts} that is not in the index; the file changed since it was indexed")
             if i < lo or i >= hi:
@@ -129,7 +129,7 @@ def _decode_range(reader: PyAVReader, meta: VideoMetadata, seg: Segment, emit, c
     try:
         # Seek exactly like the loader's reader: to the entry keyframe's dts, then skip
         # packets until the keyframe's pts (retrying further back if the demuxer overshoots).
-        for packet in reader._packets_from_entry(seg.entry, counters):
+        for packet in reader.packets_from_entry(seg.entry, counters):
             if packet.size == 0:
                 continue
             if reader.skip_nonref:
