@@ -138,9 +138,13 @@ def test_sampler_state_round_trip():
     assert full.shape == (s.num_samples(ds),) == (19,)
     s.position = 7
     sd = s.state_dict()
-    assert sd == {"seed": 3, "epoch": 4, "rank": 1, "world_size": 3, "drop_last": False, "position": 7}
+    assert sd == {
+        "seed": 3, "epoch": 4, "rank": 1, "world_size": 3, "drop_last": False, "position": 7,
+        "type": "vidloader.sampling.UniformFrames",
+        "params": {"replacement": False, "num_samples": None, "permutation_limit": 1 << 24},
+    }  # fmt: skip
 
-    t = UniformFrames(seed=99, rank=1, world_size=3)
+    t = UniformFrames(seed=3, rank=1, world_size=3)
     t.load_state_dict(_round_trip(sd))
     assert (t.seed, t.epoch, t.position) == (3, 4, 7)
     assert t.state_dict() == sd
@@ -161,10 +165,13 @@ def test_sampler_state_round_trip():
     assert t.begin_pass() == PassStart(0, False)  # only the first pass after a load resumes
 
     # a share's positions mean nothing under another sharding
-    for other in (UniformFrames(seed=3, rank=0, world_size=3), UniformFrames(seed=3, rank=1, world_size=2),
-                  UniformFrames(seed=3, rank=1, world_size=3, drop_last=True)):
-        with pytest.raises(ValueError, match="rank, world_size"):
+    for other in (UniformFrames(seed=3, rank=1, world_size=2), UniformFrames(seed=3, rank=1, world_size=3, drop_last=True)):
+        with pytest.raises(ValueError, match="world_size|drop_last"):
             other.load_state_dict(sd)
+    # another rank of the same sharding: the shares have equal lengths, the position is taken as is
+    other = UniformFrames(seed=3, rank=0, world_size=3)
+    other.load_state_dict(sd)
+    assert (other.rank, other.position) == (0, 7)
     with pytest.raises(ValueError, match="position"):
         UniformFrames(rank=1, world_size=3).load_state_dict({k: v for k, v in sd.items() if k != "position"})
 

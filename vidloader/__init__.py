@@ -18,6 +18,7 @@ from ._errors import (
     VideoError,
     VideoOpenError,
 )
+from ._resume import ResumeMismatchError, ResumeWarning
 from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile, read_dataset_frames
 from .index import SceneDataset, VideoDataset, VideoIndex, VideoMetadata
 from .loader import Batch, LoaderStats, VideoLoader
@@ -58,6 +59,8 @@ __all__ = [
     "UniformGroups",
     "GopTiles",
     "RandomChunkStart",
+    "ResumeMismatchError",
+    "ResumeWarning",
     "SamplingReport",
     "VideoThenFrame",
     "design_effect",

@@ -1,6 +1,6 @@
 """The video index: per-file frame tables, persisted in SQLite, and the dataset over many files."""
 
-from ._dataset import VIDEO_EXTENSIONS, VideoDataset, expand_paths
+from ._dataset import VIDEO_EXTENSIONS, DatasetFingerprint, VideoDataset, expand_paths
 from ._probe import VideoMetadata, check_unchanged, open_container, probe_video
 from ._scenes import SceneDataset, scan_scenes
 from ._store import VideoIndex, default_index_path
@@ -9,6 +9,7 @@ from ._time import FLOAT_TICK_TOLERANCE, TimeLike, frames_shown_at, frames_shown
 __all__ = [
     "FLOAT_TICK_TOLERANCE",
     "VIDEO_EXTENSIONS",
+    "DatasetFingerprint",
     "SceneDataset",
     "TimeLike",
     "scan_scenes",

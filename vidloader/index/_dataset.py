@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
-from typing import Iterable, Literal, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -12,7 +14,7 @@ from .._errors import VideoError
 from ._probe import VideoMetadata
 from ._store import VideoIndex
 
-__all__ = ["VideoDataset", "expand_paths", "VIDEO_EXTENSIONS"]
+__all__ = ["DatasetFingerprint", "VideoDataset", "expand_paths", "VIDEO_EXTENSIONS"]
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
@@ -58,6 +60,51 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         else:
             out.append(p)  # a missing file is reported by the index, naming it
     return out
+
+
+@dataclass(frozen=True)
+class DatasetFingerprint:
+    """What identifies a dataset's frame numbering, independent of where its files lie:
+    ``digest`` (sha256) over every video in order of (path relative to the videos' common
+    folder, file size, frame count); ``videos`` and ``frames`` in clear, so that a
+    mismatch can say what changed."""
+
+    videos: int
+    frames: int
+    digest: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"videos": self.videos, "frames": self.frames, "digest": self.digest}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DatasetFingerprint":
+        return cls(videos=int(d["videos"]), frames=int(d["frames"]), digest=str(d["digest"]))
+
+    def __str__(self) -> str:
+        return f"{self.videos} videos, {self.frames} frames, digest {self.digest[:12]}"
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The longest folder prefix (ending in a separator) of all ``paths``; '' if none."""
+    if not paths:
+        return ""
+    prefix = os.path.commonprefix([min(paths), max(paths)])  # the common prefix of all of them
+    cut = max(prefix.rfind("/"), prefix.rfind(os.sep))
+    return prefix[: cut + 1]
+
+
+def dataset_fingerprint(videos: Sequence[VideoMetadata]) -> DatasetFingerprint:
+    """:class:`DatasetFingerprint` of ``videos``, from the index alone (no file access)."""
+    paths = [m.path for m in videos]
+    root = len(_common_folder(paths))
+    h = hashlib.sha256()
+    frames = 0
+    for m, p in zip(videos, paths):
+        rel = p[root:].replace(os.sep, "/")
+        n = int(m.num_frames)
+        frames += n
+        h.update(b"%s\0%d\0%d\0" % (rel.encode("utf-8", "surrogateescape"), int(m.size_bytes), n))
+    return DatasetFingerprint(videos=len(paths), frames=frames, digest=h.hexdigest())
 
 
 class VideoDataset:
@@ -107,6 +154,14 @@ class VideoDataset:
         counts = np.asarray([m.num_frames for m in self.videos], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return self
+
+    def fingerprint(self) -> DatasetFingerprint:
+        """The dataset's identity for resume checks (see :class:`DatasetFingerprint`):
+        computed once from the index, then cached (about 1 s per million videos)."""
+        fp: DatasetFingerprint | None = getattr(self, "_fingerprint", None)
+        if fp is None:
+            fp = self._fingerprint = dataset_fingerprint(self.videos)
+        return fp
 
     @property
     def paths(self) -> list[str]:

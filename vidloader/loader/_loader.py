@@ -8,11 +8,12 @@ transform (``_deliver``). docs/design.md draws the stages and their contracts.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
+from .._resume import ResumeField
 from .._types import ON_ERROR, OnError
 from ..decoding import Backend, BackendName, Interpolation, check_interpolation, get_backend
 from ..index import VideoDataset
@@ -25,7 +26,7 @@ from ._deliver import Deliver
 from ._fetch import FetchStage, LocalFiles
 from ._frame_cache import FrameCache, default_cache_bytes
 from ._pass import EpochPass, PassShape, Recorder
-from ._state import restore_state, save_state
+from ._state import gather_positions, restore_state, save_state
 from ._stats import LoaderStats
 from ._windows import PlannerThread, dry_run
 
@@ -191,16 +192,34 @@ class VideoLoader:
         if not self.sampler.restored:
             self._batches = 0
 
-    def state_dict(self) -> dict[str, Any]:
-        """The state after the last batch handed to the caller (see :func:`save_state`)."""
+    def state_dict(self, *, all_ranks: bool = False) -> dict[str, Any]:
+        """The state after the last batch handed to the caller (see :func:`save_state`).
+        Any rank's state resumes every rank of the same world size. ``all_ranks=True``
+        also records every rank's position (exact resumes after skipped items): a
+        ``torch.distributed`` collective, so every rank must call it at the same step."""
         with self._recorder.lock:  # consistent with the delivery of a batch in another thread
-            return save_state(self.sampler, self._recorder.stats.copy(), self._batches, self.batch_size)
+            state = save_state(
+                self.sampler, self._recorder.stats.copy(), self._batches, self.batch_size,
+                item_shape=self.item_shape, dataset=self.dataset,
+            )  # fmt: skip
+        return gather_positions(state, self.sampler.rank, self.sampler.world_size) if all_ranks else state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`: the next ``iter(loader)`` continues its epoch from
-        its position. The loader must have the same batch size, and its sampler the same
-        kind, rank and world size as the ones that saved it."""
-        restored = restore_state(state_dict, self.sampler, self.batch_size)
+    def load_state_dict(self, state_dict: dict[str, Any], *, allow_changes: ResumeField | Iterable[ResumeField] = ()) -> None:
+        """Restore a :meth:`state_dict`, saved on any rank of a job of the same world size:
+        the next ``iter(loader)`` continues its epoch from this rank's position.
+
+        The state must describe this loader's order: the same sampler type and
+        parameters, seed, world size, drop_last, batch size, item shape and dataset
+        (relative paths, sizes and frame counts: moved files still match), else
+        :class:`~vidloader.ResumeMismatchError` names the field. ``allow_changes`` names
+        deliberate changes (``"sampler"``, ``"sampler_params"``, ``"seed"``,
+        ``"batch_size"``, ``"item_shape"``, ``"dataset"``): this loader's values are kept
+        and the saved position continues in its order, if it lies inside this rank's
+        share. A state of an older vidloader loads with a :class:`~vidloader.ResumeWarning`."""
+        restored = restore_state(
+            state_dict, self.sampler, self.batch_size, item_shape=self.item_shape, dataset=self.dataset,
+            allow_changes=allow_changes,
+        )  # fmt: skip
         self._batches = restored.batches
         if restored.stats is not None:
             with self._recorder.lock:

@@ -1,6 +1,6 @@
 """Samplers: which frames training sees, in which order; and the sampling report."""
 
-from ._base import FrameSampler, PassStart
+from ._base import FrameSampler, PassStart, compare_sampler_states, sampler_type_name
 from ._biased import RandomChunkStart, VideoThenFrame
 from ._clips import ClipTiles, GroupTiles, ItemSamplingReport, ItemTable, UniformClips, UniformGroups, item_sampling_report
 from ._streams import StreamSampler, StreamSchedule
@@ -31,9 +31,11 @@ __all__ = [
     "TileLayout",
     "UniformFrames",
     "VideoThenFrame",
+    "compare_sampler_states",
     "design_effect",
     "item_sampling_report",
     "mean_cluster_size",
+    "sampler_type_name",
     "sampling_report",
     "set_default_frame_reader",
 ]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import abc
 import copy
+import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
+
+from .._resume import ResumeField, ResumeWarning, StateMismatch, check_allow_changes, refuse_mismatches
 
 if TYPE_CHECKING:
     from ..index import VideoDataset
 
-__all__ = ["FrameSampler", "PassStart"]
+__all__ = ["FrameSampler", "PassStart", "compare_sampler_states", "sampler_type_name"]
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,13 @@ class FrameSampler(abc.ABC):
     starts, ...) for positions of the share.
 
     **Resume** (torchdata ``StatefulDataLoader`` conventions): :meth:`state_dict`
-    holds seed, epoch, rank, world_size, drop_last and ``position``, the number
-    of requests of this rank's share already consumed in the current epoch (a
-    consumer such as :class:`~vidloader.VideoLoader` advances it as it delivers
-    batches). :meth:`load_state_dict` restores it; the next pass (``blocks(ds)``,
-    or the next ``iter`` of a loader) then starts at ``position``.
+    holds seed, epoch, rank, world_size, drop_last, ``position`` (the number of
+    requests of this rank's share already consumed in the current epoch; a consumer
+    such as :class:`~vidloader.VideoLoader` advances it as it delivers batches) and
+    what defines the order: ``type`` (:func:`sampler_type_name`) and ``params``
+    (:meth:`order_params`). :meth:`load_state_dict` checks those against this sampler
+    and restores epoch and position; the next pass (``blocks(ds)``, or the next
+    ``iter`` of a loader) then starts at ``position``.
     """
 
     #: shape of one item: () for single frames, (T,) for clips, (K, T) for camera groups
@@ -99,6 +105,13 @@ class FrameSampler(abc.ABC):
         self.epoch = epoch
 
     # -- to implement ----------------------------------------------------------------
+
+    def order_params(self) -> dict[str, Any]:
+        """The parameters besides seed and sharding that fix the order (chunk sizes, clip
+        frames, replacement, ...), as plain values for a checkpoint. A subclass whose
+        constructor takes such parameters extends this; :meth:`load_state_dict` refuses a
+        state whose parameters differ."""
+        return {}
 
     @abc.abstractmethod
     def _global_len(self, dataset: "VideoDataset") -> int:
@@ -186,8 +199,8 @@ class FrameSampler(abc.ABC):
     # -- resume ----------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """Everything that fixes where this rank is in the epoch: seed, epoch, rank,
-        world_size, drop_last, position."""
+        """Where this rank is in the epoch (seed, epoch, rank, world_size, drop_last,
+        position) and what defines the order (``type``, ``params``)."""
         return {
             "seed": self.seed,
             "epoch": self.epoch,
@@ -195,26 +208,37 @@ class FrameSampler(abc.ABC):
             "world_size": self.world_size,
             "drop_last": self.drop_last,
             "position": self.position,
+            "type": sampler_type_name(type(self)),
+            "params": {k: _plain(v) for k, v in self.order_params().items()},
         }
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restore seed, epoch and position; the next pass starts at ``position``.
+    def load_state_dict(self, state_dict: dict, *, allow_changes: ResumeField | Iterable[ResumeField] = ()) -> None:
+        """Restore epoch and position; the next pass starts at ``position``.
 
-        The state must come from the same rank of a job with the same world_size and
-        drop_last (a share's positions mean nothing under another sharding)."""
+        The state must describe this sampler's order: the same type, :meth:`order_params`
+        and seed, else :class:`~vidloader.ResumeMismatchError` names the field. Name a
+        deliberate change in ``allow_changes`` (``"sampler"``, ``"sampler_params"``,
+        ``"seed"``): this sampler's own values are kept, the saved position is
+        continued in its order. world_size and drop_last must match (never
+        overridable). A state of another rank of the same job loads as is: every rank's
+        share has the same length, so its position is taken for this rank's (exact when
+        the ranks have consumed equally many requests; :class:`~vidloader.VideoLoader`
+        translates positions itself). A state without ``type`` / ``params`` (older
+        vidloader) loads with a :class:`~vidloader.ResumeWarning`."""
+        allowed = check_allow_changes(allow_changes)
         sd = state_dict
         for key in ("seed", "epoch", "position"):
             if key not in sd:
                 raise ValueError(f"sampler state_dict has no {key!r}: {sorted(sd)}")
-        got = (int(sd.get("rank", 0)), int(sd.get("world_size", 1)), bool(sd.get("drop_last", False)))
-        have = (self.rank, self.world_size, self.drop_last)
-        if got != have:
-            raise ValueError(
-                f"sampler state was saved as (rank, world_size, drop_last)={got}; this sampler is {have}"
-            )
         if int(sd["position"]) < 0:
             raise ValueError(f"position must be >= 0, got {sd['position']}")
-        self.seed = int(sd["seed"])
+        mismatches, unchecked = compare_sampler_states(sd, self.state_dict())
+        refuse_mismatches(mismatches, allowed, call="sampler.load_state_dict")
+        if unchecked:
+            warnings.warn(
+                ResumeWarning(f"sampler state saved by an older vidloader: its {', '.join(unchecked)} could not be checked"),
+                stacklevel=2,
+            )
         self.epoch = int(sd["epoch"])
         self.position = int(sd["position"])
         self._resume = True
@@ -257,6 +281,64 @@ class FrameSampler(abc.ABC):
 
     def _rng(self, *extra: int) -> np.random.Generator:
         return np.random.Generator(np.random.PCG64([self.seed, self.epoch, *extra]))
+
+
+def sampler_type_name(cls: type) -> str:
+    """A sampler class's qualified name, its module path cut at the first private module
+    (``vidloader.sampling._uniform.UniformFrames`` -> ``vidloader.sampling.UniformFrames``),
+    so moving a class between private modules does not change it."""
+    parts = []
+    for part in cls.__module__.split("."):
+        if part.startswith("_"):
+            break
+        parts.append(part)
+    return ".".join([*parts, cls.__qualname__])
+
+
+def compare_sampler_states(saved: dict, current: dict) -> tuple[list[StateMismatch], list[str]]:
+    """Compare the order-defining fields of two sampler ``state_dict``s: (the fields that
+    differ, the fields ``saved`` lacks). A different ``type`` makes the parameters
+    incomparable: only the type is reported then."""
+    out: list[StateMismatch] = []
+    unchecked: list[str] = []
+    same_type = True
+    if "type" in saved and "type" in current:
+        if saved["type"] != current["type"]:
+            out.append(StateMismatch("sampler", saved["type"], current["type"]))
+            same_type = False
+    elif "type" in current:
+        unchecked.append("sampler type")
+    if "params" in saved and "params" in current:
+        if same_type:
+            a, b = dict(saved["params"]), dict(current["params"])
+            for name in dict.fromkeys([*a, *b]):
+                if _plain(a.get(name)) != _plain(b.get(name)):
+                    out.append(StateMismatch("sampler_params", a.get(name), b.get(name), name=name))
+    elif "params" in current:
+        unchecked.append("sampler parameters")
+    for key in ("seed", "world_size", "drop_last"):
+        if key not in current:
+            continue
+        if key not in saved:
+            unchecked.append(key)
+        elif _plain(saved[key]) != _plain(current[key]):
+            out.append(StateMismatch(key, saved[key], current[key]))
+    return out, unchecked
+
+
+def _plain(v: Any) -> Any:
+    """A parameter as a checkpoint keeps it: plain ints, floats, strings, bools, None, lists."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, Fraction):
+        return str(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    if isinstance(v, (tuple, list, np.ndarray)):
+        return [_plain(x) for x in v]
+    return v
 
 
 def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:

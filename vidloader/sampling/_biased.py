@@ -7,7 +7,7 @@ the same length (see ``docs/sampling.md`` and :func:`vidloader.sampling.sampling
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -45,6 +45,9 @@ class VideoThenFrame(FrameSampler):
     ):
         super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
         self._num_samples = None if num_samples is None else int(num_samples)
+
+    def order_params(self) -> dict[str, Any]:
+        return {"num_samples": self._num_samples}
 
     def _global_len(self, dataset: "VideoDataset") -> int:
         return dataset.num_frames if self._num_samples is None else self._num_samples
@@ -103,6 +106,9 @@ class RandomChunkStart(FrameSampler):
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.chunk = int(chunk)
         self._num_samples = None if num_samples is None else int(num_samples)
+
+    def order_params(self) -> dict[str, Any]:
+        return {"chunk": self.chunk, "num_samples": self._num_samples}
 
     def valid_starts(self, dataset: "VideoDataset") -> np.ndarray:
         """Number of valid chunk starts per video (0 for videos shorter than the chunk)."""

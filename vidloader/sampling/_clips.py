@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import numpy as np
 
@@ -402,6 +402,9 @@ class UniformClips(_ClipArgs, _ItemSampler):
     def _make_table(self, dataset):
         return self._clip_table(dataset)
 
+    def order_params(self) -> dict[str, Any]:
+        return {"frames": self.frames, "stride": self.stride, "fps": self.fps, "replacement": self.replacement, "num_samples": self._num_samples}
+
     def __repr__(self) -> str:
         return f"UniformClips({self._clip_repr()}, seed={self.seed}, replacement={self.replacement})"
 
@@ -441,6 +444,9 @@ class ClipTiles(_ClipArgs, _ItemSampler):
     def _make_table(self, dataset):
         return self._clip_table(dataset)
 
+    def order_params(self) -> dict[str, Any]:
+        return {"frames": self.frames, "stride": self.stride, "fps": self.fps, "chunk": self.chunk, "rotate": self.rotate}
+
     def __repr__(self) -> str:
         return f"ClipTiles({self._clip_repr()}, chunk={self.chunk}, seed={self.seed}, rotate={self.rotate})"
 
@@ -459,6 +465,9 @@ class _GroupArgs:
 
     def _make_table(self, dataset):
         return _time_table(dataset, self.fps, self.frames, self.tolerance, self.on_misaligned, groups=True)
+
+    def _group_params(self) -> dict[str, Any]:
+        return {"frames": self.frames, "fps": self.fps, "tolerance": self.tolerance, "on_misaligned": self.on_misaligned}
 
 
 class UniformGroups(_GroupArgs, _ItemSampler):
@@ -499,6 +508,9 @@ class UniformGroups(_GroupArgs, _ItemSampler):
         super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last, replacement=replacement, num_samples=num_samples)
         self._group_args(frames, fps, tolerance, on_misaligned)
 
+    def order_params(self) -> dict[str, Any]:
+        return {**self._group_params(), "replacement": self.replacement, "num_samples": self._num_samples}
+
     def __repr__(self) -> str:
         return f"UniformGroups(frames={self.frames}, fps={self.fps}, tolerance={self.tolerance}, seed={self.seed})"
 
@@ -525,6 +537,9 @@ class GroupTiles(_GroupArgs, _ItemSampler):
     ):
         super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last, chunk=chunk, rotate=rotate)
         self._group_args(frames, fps, tolerance, on_misaligned)
+
+    def order_params(self) -> dict[str, Any]:
+        return {**self._group_params(), "chunk": self.chunk, "rotate": self.rotate}
 
     def __repr__(self) -> str:
         return f"GroupTiles(frames={self.frames}, chunk={self.chunk}, fps={self.fps}, seed={self.seed})"

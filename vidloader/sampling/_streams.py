@@ -10,7 +10,7 @@ the model resets its memory there.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -107,6 +107,9 @@ class StreamSampler(FrameSampler):
         self.shuffle = bool(shuffle)
         self._tables: dict[int, tuple[object, ItemTable, int]] = {}
         self._cache: tuple | None = None
+
+    def order_params(self) -> dict[str, Any]:
+        return {"streams": self.streams, "frames": self.frames, "stride": self.stride, "fps": self.fps, "shuffle": self.shuffle}
 
     # -- the items ---------------------------------------------------------------------
 

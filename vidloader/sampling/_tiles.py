@@ -37,7 +37,7 @@ block), vectorised in numpy: no per-frame Python work.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -76,6 +76,7 @@ class _Tiles(FrameSampler):
     """Shared machinery: subclasses say how videos split into units (frames or GOPs)."""
 
     _unit_name = "unit"
+    _k_name = "k"  # the chunk size's argument name
 
     def __init__(self, k: int, *, seed: int = 0, rotate: bool = True, **share):
         super().__init__(seed=seed, **share)
@@ -83,6 +84,9 @@ class _Tiles(FrameSampler):
             raise ValueError(f"chunk size must be >= 1 {self._unit_name}, got {k}")
         self.k = int(k)
         self.rotate = bool(rotate)
+
+    def order_params(self) -> dict[str, Any]:
+        return {self._k_name: self.k, "rotate": self.rotate}
 
     # units of each video, and how to turn (video, local unit) into a global frame id
     def _units(self, dataset: "VideoDataset") -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -150,6 +154,7 @@ class ChunkTiles(_Tiles):
     """
 
     _unit_name = "frame"
+    _k_name = "chunk"
 
     def __init__(
         self,
@@ -200,6 +205,7 @@ class GopTiles(_Tiles):
     """
 
     _unit_name = "GOP"
+    _k_name = "gops"
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -100,6 +100,9 @@ class UniformFrames(FrameSampler):
             raise ValueError("num_samples is only meaningful with replacement=True")
         self.replacement = replacement
         self._num_samples = num_samples
+
+    def order_params(self) -> dict[str, Any]:
+        return {"replacement": self.replacement, "num_samples": self._num_samples, "permutation_limit": self.permutation_limit}
 
     def _global_len(self, dataset: "VideoDataset") -> int:
         if self.replacement and self._num_samples is not None:
