@@ -316,7 +316,7 @@ def check_input(
         ds = vl.VideoDataset.from_metadata([meta])
         with vl.VideoLoader(
             ds, vl.UniformFrames(seed=seed), batch_size=8, size=None, num_workers=1, rotate=False, on_error="skip",
-            decode_timeout=60.0,
+            decode_timeout=60.0, even_batches=False,  # no padding: each frame delivered once or skipped
         ) as ld:
             got = []
             for batch in ld:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import re
 import threading
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,7 +22,7 @@ import pytest
 import torch
 
 import vidloader
-from vidloader import Batch, UniformFrames, VideoDataset, VideoError, VideoLoader
+from vidloader import Batch, LoaderStats, RepeatedEpochWarning, UniformFrames, VideoDataset, VideoError, VideoLoader
 from vidloader.index import VideoMetadata, probe_video
 
 from media import decode_all, make_video, read_barcode
@@ -198,6 +200,46 @@ def test_len_and_last_batch_with_replacement(same_ds):
     loader = VideoLoader(same_ds, sampler, batch_size=16, size=(48, 64), num_workers=1, drop_last=True)
     assert len(loader) == 3
     assert [len(b) for b in run_epoch(loader)] == [16, 16, 16]
+
+
+def test_forgotten_set_epoch_warns_once(same_ds):
+    """A new pass at an epoch already run to its end repeats its order: warned once per
+    loader; set_epoch, repeat_epochs=True, an abandoned pass and a resumed pass do not warn."""
+    loader = VideoLoader(same_ds, UniformFrames(seed=2), batch_size=64, size=(48, 64), num_workers=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RepeatedEpochWarning)
+        it = iter(loader)
+        next(it)
+        it.close()  # abandoned: epoch 0 is not completed
+        first = pairs(run_epoch(loader))
+        loader.set_epoch(1)
+        run_epoch(loader)
+        loader.set_epoch(0)  # explicitly back to a completed epoch
+    with pytest.warns(RepeatedEpochWarning, match="set_epoch"):
+        again = pairs(run_epoch(loader))
+    assert again == first  # what the warning is about: the same order again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RepeatedEpochWarning)
+        run_epoch(loader)  # warned once per loader
+    repeat = VideoLoader(same_ds, UniformFrames(seed=2), batch_size=64, size=(48, 64), num_workers=1, repeat_epochs=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RepeatedEpochWarning)
+        for _ in range(2):
+            run_epoch(repeat)
+
+
+def test_resumed_pass_is_not_a_repeat(same_ds):
+    loader = VideoLoader(same_ds, UniformFrames(seed=4), batch_size=32, size=(48, 64), num_workers=1)
+    it = iter(loader)
+    head = [next(it), next(it)]
+    state = loader.state_dict()
+    it.close()
+    whole = run_epoch(loader)  # a new pass: epoch 0 again from its start (not completed before)
+    loader.load_state_dict(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RepeatedEpochWarning)
+        tail = run_epoch(loader)  # resumes epoch 0 after it was completed: not a repeat
+    assert pairs(head + tail) == pairs(whole) == expected_pairs(same_ds, loader.sampler)
 
 
 def test_epochs_follow_set_epoch(same_ds):
@@ -389,6 +431,40 @@ def test_stats(clips, same_ds, skip_nonref):
     assert loader.stats().frames_delivered == 0
 
 
+def test_stats_print_shows_the_cache(same_ds):
+    loader = VideoLoader(same_ds, UniformFrames(seed=6), batch_size=32, size=(48, 64), num_workers=1, cache_bytes=10**7)
+    run_epoch(loader)
+    s = loader.stats()
+    assert s.cache_hits > 0 and s.peak_cache_bytes > 0
+    text = str(s)
+    assert f"{s.frames_delivered} frames in {s.batches} batches" in text
+    hits = re.search(r"look-ahead cache: (\d+) hits \((\d+)% of frames delivered\)", text)
+    assert hits and int(hits[1]) == s.cache_hits and int(hits[2]) == round(100 * s.cache_hits / s.frames_delivered), text
+    held = re.search(r"holds ([\d.]+) MB now, peak ([\d.]+) MB", text)
+    assert held and float(held[2]) == round(s.peak_cache_bytes / 1e6, 1), text
+    assert f"{s.errors_skipped} items skipped" in text
+    assert "cache_bytes" in LoaderStats.__doc__ and "not the budget" in " ".join(LoaderStats.__doc__.split())
+
+
+def test_loader_repr_is_short(same_ds):
+    loader = VideoLoader(same_ds, UniformFrames(seed=3), batch_size=16, size=(48, 64), num_workers=1, cache_bytes=0)
+    loader.set_epoch(5)
+    r = repr(loader)
+    assert len(r) < 240 and "\n" not in r, r
+    for part in ("UniformFrames(seed=3", "4 videos", "epoch=5", "batch_size=16", "size=(48, 64)", "on_error='raise'"):
+        assert part in r, (part, r)
+
+
+def test_batch_repr_is_short(same_ds):
+    loader = VideoLoader(same_ds, UniformFrames(seed=3), batch_size=16, size=(48, 64), num_workers=1)
+    b = next(iter(loader))
+    r = repr(b)
+    assert "tensor(" not in r and len(r) < 160, r
+    assert r.startswith("Batch(16 items") and "uint8 [16, 3, 48, 64]" in r, r
+    lo, hi = float(b.pts_seconds.min()), float(b.pts_seconds.max())
+    assert f"pts {lo:.3f}..{hi:.3f} s" in r, r
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 
@@ -445,9 +521,11 @@ def test_bad_file_raises_naming_it(fresh_dataset, how):
 
 
 def _skip_epoch(ds, *, num_workers, prefetch, drop_last=False):
+    """An epoch without padding (even_batches=False): exactly the requests that decode."""
     sampler = UniformFrames(seed=3)
     loader = VideoLoader(
-        ds, sampler, batch_size=16, size=None, num_workers=num_workers, prefetch=prefetch, on_error="skip", drop_last=drop_last
+        ds, sampler, batch_size=16, size=None, num_workers=num_workers, prefetch=prefetch, on_error="skip", drop_last=drop_last,
+        even_batches=False,
     )
     return loader, sampler, run_epoch(loader)
 
@@ -484,6 +562,25 @@ def test_bad_file_skipped(clips, fresh_dataset, how, num_workers, prefetch):
     assert s.errors_skipped == n_bad
     assert s.frames_delivered == len(got) == 235 - 90
     assert s.recent_errors and all(bad_path in e for e in s.recent_errors)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_len_is_the_batches_delivered_with_skips(fresh_dataset, drop_last):
+    """With on_error="skip" an epoch delivers len(loader) batches even when a file fails:
+    items wrapped around from the epoch's start fill what the bad file left empty."""
+    ds = fresh_dataset
+    _break_file(ds.videos[BAD].path, "delete")
+    loader = VideoLoader(ds, UniformFrames(seed=3), batch_size=16, size=None, num_workers=1, on_error="skip", drop_last=drop_last)
+    n = ds.num_frames  # 235 requests, 90 of them from the bad file
+    assert len(loader) == (n // 16 if drop_last else -(-n // 16))
+    batches = run_epoch(loader)
+    assert len(batches) == len(loader)
+    full = [16] * (n // 16) + ([] if drop_last or n % 16 == 0 else [n % 16])
+    assert [len(b) for b in batches] == full  # the error-free epoch's batch sizes
+    s = loader.stats()
+    assert s.batches == len(loader) and s.errors_skipped >= 90 and s.padded > 0
+    assert all(v != BAD for v, _ in pairs(batches))
+    assert_barcodes(batches)
 
 
 @pytest.mark.parametrize("num_workers,prefetch", [(2, 2), (0, 1)])
@@ -593,7 +690,9 @@ def _check_corrupt_delivery(got_frames: list[int], errors_skipped: int) -> None:
 def test_real_corrupt_file_skip(corrupt_clip, seed, batch_size):
     meta, ref = corrupt_clip
     ds = VideoDataset.from_metadata([meta])
-    loader = VideoLoader(ds, UniformFrames(seed=seed), batch_size=batch_size, size=None, num_workers=2, on_error="skip")
+    loader = VideoLoader(
+        ds, UniformFrames(seed=seed), batch_size=batch_size, size=None, num_workers=2, on_error="skip", even_batches=False
+    )
     batches = run_epoch(loader)
     got = [i for _, i in pairs(batches)]
     s = loader.stats()
@@ -609,7 +708,7 @@ def test_real_corrupt_file_in_mixed_dataset(clips, corrupt_clip):
     meta, _ = corrupt_clip
     ds = VideoDataset.from_metadata([clips[0].meta, meta, clips[4].meta])
     sampler = UniformFrames(seed=1)
-    loader = VideoLoader(ds, sampler, batch_size=16, size=(48, 64), num_workers=2, on_error="skip")
+    loader = VideoLoader(ds, sampler, batch_size=16, size=(48, 64), num_workers=2, on_error="skip", even_batches=False)
     batches = run_epoch(loader)
     got = pairs(batches)
     assert len(set(got)) == len(got)

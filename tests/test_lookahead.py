@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import types
 
@@ -129,8 +130,8 @@ def test_skip_policy_with_cache(clips, tmp_path):
     bad.write_bytes(bytes(data))
     ds = VideoDataset([*clips[:3], str(bad)])
     os.truncate(bad, len(data) // 2)  # the file changes after indexing: half of it is gone
-    off, s_off, _ = _epoch(ds, cache_bytes=0, on_error="skip")
-    on, s_on, _ = _epoch(ds, cache_bytes=40 * FRAME_BYTES, on_error="skip")
+    off, s_off, _ = _epoch(ds, cache_bytes=0, on_error="skip", even_batches=False)  # no padding: each good frame once
+    on, s_on, _ = _epoch(ds, cache_bytes=40 * FRAME_BYTES, on_error="skip", even_batches=False)
     assert meta.num_frames == ds.videos[3].num_frames
     for batches, s in ((off, s_off), (on, s_on)):
         got = [(int(v), int(i)) for _, vs, ix in batches for v, i in zip(vs, ix)]
@@ -217,6 +218,25 @@ def test_several_segments(clips, monkeypatch):
     _same(off, on)
     assert s.cache_hits > 0 and round(dry.hit_rate * dry.requests) == s.cache_hits
     assert s.peak_cache_bytes <= 30 * FRAME_BYTES
+
+
+def test_slow_planning_is_logged_once_per_segment(clips, monkeypatch, caplog, capsys):
+    """Planning that holds up a pass is logged at INFO, one line per segment, never per
+    window; fast planning says nothing, and the dry run's bar stays off without a terminal."""
+    from vidloader.loader import _windows
+
+    monkeypatch.setattr(_windows, "segment_length", lambda capacity: 70)
+    ds = VideoDataset(clips)
+    assert ds.num_frames == 268  # 4 segments of 70
+    with caplog.at_level(logging.INFO, logger="vidloader.loader"):
+        _epoch(ds, cache_bytes=30 * FRAME_BYTES, seed=2)
+        assert not [r for r in caplog.records if "look-ahead planning" in r.getMessage()]
+        monkeypatch.setattr(_windows, "SLOW_PLAN_SECONDS", -1.0)  # every wait counts as slow
+        _, s, _ = _epoch(ds, cache_bytes=30 * FRAME_BYTES, seed=2)
+    lines = [r.getMessage() for r in caplog.records if "look-ahead planning" in r.getMessage()]
+    assert len(lines) == 4 < s.windows, lines
+    assert lines[0].startswith("look-ahead planning held up the pass for") and "requests 0 to 70" in lines[0]
+    assert "look-ahead plan" not in capsys.readouterr().err
 
 
 def test_frame_cache_rows_uses_errors_and_overflow():

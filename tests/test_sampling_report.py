@@ -274,6 +274,58 @@ def test_rho_uses_feature_fn(tiny):
     assert flat.rho == 0.0
 
 
+# -- the loader's own report ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [lambda: UniformFrames(seed=1), lambda: ChunkTiles(8, seed=1)], ids=["uniform", "chunk8"])
+def test_loader_report_is_for_its_sampler_and_batch(tiny, make):
+    from vidloader import VideoLoader
+
+    loader = VideoLoader(tiny, make(), batch_size=12, size=(16, 16), num_workers=0)
+    got = loader.sampling_report(pairs=32)
+    want = sampling_report(make(), tiny, batch_size=12, pairs=32)  # the function, told the same facts
+    assert got.batch_size == 12 == loader.batch_size
+    assert str(got) == str(want)
+    assert got.effective_batch_size == want.effective_batch_size and got.max_tv == want.max_tv
+    assert np.array_equal(loader.sampling_report(estimate_rho=False, steps=2).steps, want.steps[:2])
+
+
+def test_sampling_does_not_import_the_loader():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import vidloader.sampling, vidloader.index\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('vidloader.loader', 'vidloader.decoding', 'torch'))))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
+
+
+def test_default_frame_reader_without_importing_decoding(tiny):
+    """``import vidloader`` sets the rho proxy's reader without importing the decoders;
+    the report then reads frames as with an explicit reader."""
+    import subprocess
+    import sys
+
+    from vidloader.decoding import read_dataset_frames
+
+    code = (
+        "import sys\n"
+        "from vidloader.index import VideoDataset\n"
+        "from vidloader.sampling import ChunkTiles, sampling_report\n"
+        "assert 'vidloader.decoding' not in sys.modules\n"
+        f"ds = VideoDataset({tiny.paths!r}, index=None, progress=False)\n"
+        "print(repr(sampling_report(ChunkTiles(8), ds, batch_size=16, pairs=48).rho))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    want = sampling_report(ChunkTiles(8), tiny, batch_size=16, pairs=48, frame_reader=read_dataset_frames).rho
+    assert want is not None and r.stdout.strip() == repr(want)
+
+
 # -- command line -----------------------------------------------------------------------------
 
 

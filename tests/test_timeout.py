@@ -82,7 +82,9 @@ def test_timeout_skips_the_job_frames(clips, slow_frames):
     """Long-GOP jobs with two or more wanted frames time out (each frame takes 0.5 s, the
     bound is 0.3 s); the short-GOP file's jobs (milliseconds) do not."""
     ds = VideoDataset(clips, index=None, progress=False)
-    with VideoLoader(ds, UniformFrames(seed=1), batch_size=8, size=(48, 64), num_workers=2, on_error="skip", decode_timeout=0.3) as ld:
+    with VideoLoader(
+        ds, UniformFrames(seed=1), batch_size=8, size=(48, 64), num_workers=2, on_error="skip", decode_timeout=0.3, even_batches=False
+    ) as ld:
         batches, err = _epoch(ld)
         s = ld.stats()
     assert err is None

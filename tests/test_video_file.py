@@ -179,6 +179,25 @@ CLIP_NAMES = list(CLIPS)
 
 
 
+def test_frame_and_batch_reprs_are_short(clips):
+    """Printing a frame or a batch shows what it is, not its pixels."""
+    clip = clips.get("h264_no_b")
+    with VideoFile(clip.path) as vf:
+        tb = float(vf.metadata.time_base)
+        frame = vf.get_frame(7)
+        batch = vf.get_frames([30, 2, 9], size=(16, 24))
+    pts = [p * tb for p in clip.pts]  # the reference decode's timestamps
+    r = repr(frame)
+    assert "tensor(" not in r and len(r) < 100, r
+    h, w = clip.frames[7].shape[:2]
+    assert r == f"Frame(index=7, pts={pts[7]:.3f} s, data=uint8 [3, {h}, {w}])"
+    r = repr(batch)
+    assert "tensor(" not in r and len(r) < 100, r
+    assert r == f"FrameBatch(3 frames, pts {pts[2]:.3f}..{pts[30]:.3f} s, data=uint8 [3, 3, 16, 24])"
+    assert repr(batch[0]).startswith("Frame(index=30,")
+    assert "VideoFile(" in repr(vf) and "codec=h264" in repr(vf)
+
+
 @pytest.mark.parametrize("name", CLIP_NAMES)
 def test_all_frames_shuffled_in_one_call(clips, name):
     clip = clips.get(name)

@@ -6,44 +6,110 @@
     for batch in loader:       # batch.data: uint8 [B, 3, H, W]; batch.video, batch.index, batch.pts_seconds
         ...
     loader.stats()             # images/s, decode amplification, errors skipped
+
+The names below load on first use (PEP 562), so that ``import vidloader`` and the
+command line's ``--help`` do not import torch; the first one loads them all.
 """
 
-from ._errors import (
-    DecodeError,
-    DecodeTimeoutError,
-    EmptyVideoError,
-    FrameIndexError,
-    IndexMismatchError,
-    NoVideoStreamError,
-    VideoError,
-    VideoOpenError,
-)
-from ._resume import ResumeMismatchError, ResumeWarning
-from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile, read_dataset_frames
-from .index import SceneDataset, VideoDataset, VideoIndex, VideoMetadata
-from .loader import Batch, LoaderStats, VideoLoader
-from .sampling import (
-    ChunkTiles,
-    ClipTiles,
-    FrameSampler,
-    GroupTiles,
-    StreamSampler,
-    UniformClips,
-    UniformGroups,
-    GopTiles,
-    RandomChunkStart,
-    SamplingReport,
-    UniformFrames,
-    VideoThenFrame,
-    design_effect,
-    sampling_report,
-    set_default_frame_reader,
-)
+from __future__ import annotations
 
-# the sampling report's rho proxy decodes frames: sampling gets its reader from here
-set_default_frame_reader(read_dataset_frames)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import _hooks
 
 __version__ = "0.1.0"
+
+# public name -> the subpackage that defines it
+_NAMES: dict[str, str] = {
+    **dict.fromkeys(
+        ("DecodeError", "DecodeTimeoutError", "EmptyVideoError", "FrameIndexError", "IndexMismatchError",
+         "NoVideoStreamError", "VideoError", "VideoOpenError"),
+        "._errors",
+    ),
+    **dict.fromkeys(
+        ("BackendUnavailableError", "Frame", "FrameBatch", "OpenCVBackend", "UnsupportedByBackendError", "VideoFile",
+         "read_dataset_frames"),
+        ".decoding",
+    ),
+    **dict.fromkeys(("ResumeMismatchError", "ResumeWarning"), "._resume"),
+    **dict.fromkeys(("SceneDataset", "VideoDataset", "VideoIndex", "VideoMetadata"), ".index"),
+    **dict.fromkeys(("Batch", "LoaderStats", "RepeatedEpochWarning", "VideoLoader"), ".loader"),
+    **dict.fromkeys(
+        ("ChunkTiles", "ClipTiles", "FrameSampler", "GroupTiles", "StreamSampler", "UniformClips", "UniformGroups",
+         "GopTiles", "RandomChunkStart", "SamplingReport", "UniformFrames", "VideoThenFrame", "design_effect",
+         "sampling_report", "set_default_frame_reader"),
+        ".sampling",
+    ),
+}  # fmt: skip
+
+_SUBPACKAGES = ("bench", "cli", "decoding", "index", "loader", "planning", "prepare", "sampling", "transforms")
+
+if TYPE_CHECKING:
+    from ._errors import (
+        DecodeError,
+        DecodeTimeoutError,
+        EmptyVideoError,
+        FrameIndexError,
+        IndexMismatchError,
+        NoVideoStreamError,
+        VideoError,
+        VideoOpenError,
+    )
+    from ._resume import ResumeMismatchError, ResumeWarning
+    from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile
+    from .decoding import read_dataset_frames as read_dataset_frames  # public before, outside __all__
+    from .index import SceneDataset, VideoDataset, VideoIndex, VideoMetadata
+    from .loader import Batch, LoaderStats, RepeatedEpochWarning, VideoLoader
+    from .sampling import (
+        ChunkTiles,
+        ClipTiles,
+        FrameSampler,
+        GopTiles,
+        GroupTiles,
+        RandomChunkStart,
+        SamplingReport,
+        StreamSampler,
+        UniformClips,
+        UniformFrames,
+        UniformGroups,
+        VideoThenFrame,
+        design_effect,
+        sampling_report,
+        set_default_frame_reader as set_default_frame_reader,  # public before, outside __all__
+    )
+
+
+def _read_dataset_frames(dataset: Any, ids: Any, size: tuple[int, int]) -> Any:
+    """:func:`vidloader.decoding.read_dataset_frames`, imported at the first call."""
+    from .decoding import read_dataset_frames as read
+
+    return read(dataset, ids, size)
+
+
+# the sampling report's rho proxy decodes frames; sampling may not import decoding
+if _hooks.frame_reader is None:
+    _hooks.frame_reader = _read_dataset_frames
+
+
+def _load() -> None:
+    """Import every public name at once, as a plain ``import vidloader`` used to."""
+    for name, module in _NAMES.items():
+        globals()[name] = getattr(importlib.import_module(module, __name__), name)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        _load()
+        return globals()[name]
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NAMES) | set(_SUBPACKAGES))
+
 
 __all__ = [
     "BackendUnavailableError",
@@ -61,6 +127,7 @@ __all__ = [
     "RandomChunkStart",
     "ResumeMismatchError",
     "ResumeWarning",
+    "RepeatedEpochWarning",
     "SamplingReport",
     "VideoThenFrame",
     "design_effect",

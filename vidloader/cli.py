@@ -1,12 +1,76 @@
-"""Command line: ``vidloader bench | index | inspect | sample-report | prepare | map``."""
+"""Command line: ``vidloader bench | index | inspect | sample-report | prepare | map``.
+
+Building the parsers imports nothing heavy (``--help`` does not import torch); each
+command imports what it needs. Errors are one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
+
+if TYPE_CHECKING:
+    from .index import VideoMetadata
 
 __all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _unique_suffixes(paths: Sequence[str]) -> list[str]:
+    """Each path's shortest run of trailing components that no other path ends with (the
+    whole path for a path named twice)."""
+    parts = [os.path.normpath(p).split(os.sep) for p in paths]
+    out = []
+    for i, pi in enumerate(parts):
+        for k in range(1, len(pi) + 1):
+            tail = pi[-k:]
+            if not any(j != i and pj[-k:] == tail for j, pj in enumerate(parts)):
+                out.append(os.sep.join(tail))
+                break
+        else:
+            out.append(paths[i])
+    return out
+
+
+def _elide(text: str, width: int) -> str:
+    """``text`` cut in the middle to ``width`` characters, keeping more of its end."""
+    if len(text) <= width:
+        return text
+    head = max(0, (width - 1) // 3)
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def _index_rows(metas: Sequence["VideoMetadata"]) -> list[list[str]]:
+    rows = []
+    for name, m in zip(_unique_suffixes([m.path for m in metas]), metas):
+        h, w = m.display_size
+        rows.append([
+            name, str(m.num_frames), f"{h}x{w}", str(m.rotation), f"{m.average_fps:.3f}", f"{m.gop_sizes().mean():.1f}",
+            m.codec_name, m.indexed_by,
+        ])  # fmt: skip
+    return rows
 
 
 def _bench(args) -> int:
@@ -41,16 +105,21 @@ def _index(args) -> int:
     from .index import VideoIndex, expand_paths
 
     console = Console(soft_wrap=True)
+    files = expand_paths(args.paths)  # before the store: a path naming no video fails alone
     store = VideoIndex(args.db)
     try:
-        files = expand_paths(args.paths)
         metas, errors = store.index(files, num_workers=args.workers, progress=not args.quiet, on_error="skip", parallel=args.parallel)
         ok = [m for m in metas if m is not None]
-        t = Table(title=f"index {store.path}")
-        for col in ("file", "frames", "size", "fps", "GOP (mean)", "codec", "by"):
-            t.add_column(col)
-        for m in ok[: args.limit]:
-            t.add_row(m.path, str(m.num_frames), f"{m.width}x{m.height}", f"{m.average_fps:.3f}", f"{m.gop_sizes().mean():.1f}", m.codec, m.indexed_by)
+        # files told apart by their shortest distinct path ends, cut in the middle to fit
+        header = ["file", "frames", "HxW", "rot", "fps", "GOP", "codec", "by"]
+        rows = _index_rows(ok[: args.limit])
+        widths = [max([len(header[c])] + [len(r[c]) for r in rows]) for c in range(len(header))]
+        room = max(12, console.width - sum(widths[1:]) - 2 * (len(header) - 1))
+        t = Table(title=_elide(f"index {store.path}", console.width), box=None, pad_edge=False, title_justify="left")
+        for c, col in enumerate(header):
+            t.add_column(col, no_wrap=True, justify="left" if c == 0 or c >= 6 else "right", min_width=min(room, widths[0]) if c == 0 else None)
+        for r in rows:
+            t.add_row(_elide(r[0], room), *r[1:])
         if not args.quiet:
             console.print(t)
         console.print(f"{len(ok)} indexed, {len(errors)} failed, {sum(m.num_frames for m in ok)} frames")
@@ -73,7 +142,8 @@ def _inspect(args) -> int:
     info = {
         "path": m.path,
         "stream": m.stream_index,
-        "codec": m.codec,
+        "codec": m.codec_name,
+        "decoder": m.codec,
         "pix_fmt": m.pix_fmt,
         "width": m.width,
         "height": m.height,
@@ -130,7 +200,7 @@ def _sample_report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="vidloader", description="Exact, planned random access to video frames for PyTorch.")
+    p = _Parser(prog="vidloader", description="Exact, planned random access to video frames for PyTorch.")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("bench", help="compare the classic loader, vidloader's modes and the sequential-decode ceiling")
@@ -140,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--plot", default=None, help="PNG plot path (default: beside --json)")
     b.add_argument("--modes", default=None, help="comma-separated mode names (default: all of the run's modes)")
     b.add_argument("--workloads", default=None, help="comma-separated workload name prefixes, e.g. 'one,200'")
-    b.add_argument("--batch-size", type=int, default=128)
-    b.add_argument("--workers", type=int, default=2, help="processes/threads per loader (default: %(default)s)")
-    b.add_argument("--rounds", type=int, default=None, help="timed rounds (one batch per worker each)")
+    b.add_argument("--batch-size", type=_int_at_least(1), default=128, help="(default: %(default)s)")
+    b.add_argument("--workers", type=_int_at_least(1), default=2, help="processes/threads per loader (default: %(default)s)")
+    b.add_argument("--rounds", type=_int_at_least(1), default=None, help="timed rounds (one batch per worker each)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument(
         "--whole-epoch",
@@ -169,11 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("index", help="index videos into the SQLite cache (parallel, with progress)")
     i.add_argument("paths", nargs="+")
     i.add_argument("--db", default=None, help="SQLite file (default: the user cache)")
-    i.add_argument("--workers", type=int, default=None, help="threads (or processes) probing new files (default: all cores)")
+    i.add_argument("--workers", type=_int_at_least(1), default=None,
+                   help="threads (or processes) probing new files (default: all cores)")
     i.add_argument("--parallel", choices=["threads", "processes"], default="threads",
                    help="probe in threads (default) or in a process pool (many cores, long files)")
     i.add_argument("--prune", action="store_true", help="forget vanished files")
-    i.add_argument("--limit", type=int, default=50, help="rows to print")
+    i.add_argument("--limit", type=_int_at_least(0), default=50, help="table rows to print (default: %(default)s)")
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(fn=_index)
 
@@ -188,14 +259,14 @@ def main(argv: list[str] | None = None) -> int:
                    choices=("uniform", "chunk", "gop", "video-then-frame", "random-chunk-start", "clips", "clip-tiles"),
                    help="uniform (exact), chunk (ChunkTiles), gop (GopTiles), video-then-frame, random-chunk-start, "
                         "clips (UniformClips), clip-tiles (ClipTiles) (default: %(default)s)")
-    r.add_argument("--chunk", type=int, default=16,
+    r.add_argument("--chunk", type=_int_at_least(1), default=16,
                    help="frames per chunk for chunk / random-chunk-start, clip starts per chunk for clip-tiles (default: %(default)s)")
-    r.add_argument("--frames", type=int, default=8, help="frames per clip for clips / clip-tiles (default: %(default)s)")
-    r.add_argument("--stride", type=int, default=1, help="frame stride inside a clip for clips / clip-tiles (default: %(default)s)")
-    r.add_argument("--gops", type=int, default=1, help="GOPs per chunk for gop (default: %(default)s)")
-    r.add_argument("--batch-size", type=int, default=128)
+    r.add_argument("--frames", type=_int_at_least(1), default=8, help="frames per clip for clips / clip-tiles (default: %(default)s)")
+    r.add_argument("--stride", type=_int_at_least(1), default=1, help="frame stride inside a clip for clips / clip-tiles (default: %(default)s)")
+    r.add_argument("--gops", type=_int_at_least(1), default=1, help="GOPs per chunk for gop (default: %(default)s)")
+    r.add_argument("--batch-size", type=_int_at_least(1), default=128, help="(default: %(default)s)")
     r.add_argument("--no-rho", action="store_true", help="do not decode frames to estimate rho (no design effect)")
-    r.add_argument("--pairs", type=int, default=256, help="frame pairs for the rho proxy (default: %(default)s)")
+    r.add_argument("--pairs", type=_int_at_least(1), default=256, help="frame pairs for the rho proxy (default: %(default)s)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--db", default=None, help="SQLite index file (default: the user cache)")
     r.add_argument("--quiet", action="store_true")
@@ -206,12 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     _add_prepare_parsers(sub)
 
     args = p.parse_args(argv)
+    import sqlite3
+
     from ._errors import VideoError
 
     try:
         return args.fn(args)
-    except VideoError as e:
-        print(f"vidloader: error: {e}", file=sys.stderr)
+    except (VideoError, OSError, ValueError, sqlite3.Error) as e:
+        # what the user can fix (a path, a file, a value) is one line; anything else is a bug
+        # and keeps its traceback
+        print(f"vidloader: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from .._errors import FrameIndexError
+from .._types import SizeLike, check_size
 from ..index import TimeLike, VideoMetadata, frames_shown_at, probe_video
 from ..planning import plan_requests
 from ._backend import ArrayReader, Backend, BackendName, get_backend
@@ -19,7 +21,7 @@ from ._pyav import DecodeCounters, Interpolation, check_interpolation
 __all__ = ["Frame", "FrameBatch", "VideoFile"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Frame:
     """One frame: ``data`` is uint8 [3, H, W] RGB."""
 
@@ -28,8 +30,11 @@ class Frame:
     pts_seconds: float
     duration_seconds: float
 
+    def __repr__(self) -> str:
+        return f"Frame(index={self.index}, pts={self.pts_seconds:.3f} s, data={_describe(self.data)})"
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, repr=False)
 class FrameBatch:
     """Frames in the caller's order: ``data`` is uint8 [N, 3, H, W] RGB; ``indices`` and
     ``pts_seconds`` are [N] tensors."""
@@ -44,6 +49,17 @@ class FrameBatch:
 
     def __getitem__(self, i: int) -> Frame:
         return Frame(self.data[i], int(self.indices[i]), float(self.pts_seconds[i]), float(self.duration_seconds[i]))
+
+    def __repr__(self) -> str:
+        n = len(self)
+        pts = f", pts {float(self.pts_seconds.min()):.3f}..{float(self.pts_seconds.max()):.3f} s" if n else ""
+        return f"FrameBatch({n} frames{pts}, data={_describe(self.data)})"
+
+
+def _describe(t: torch.Tensor) -> str:
+    """``uint8 [3, 224, 224]`` (plus the device when not the CPU): a tensor without its values."""
+    where = "" if t.device.type == "cpu" else f" on {t.device}"
+    return f"{str(t.dtype).removeprefix('torch.')} {list(t.shape)}{where}"
 
 
 class VideoFile:
@@ -100,7 +116,7 @@ class VideoFile:
 
     def __repr__(self) -> str:
         m = self.metadata
-        return f"VideoFile({m.path!r}, frames={m.num_frames}, {m.width}x{m.height}, codec={m.codec})"
+        return f"VideoFile({m.path!r}, frames={m.num_frames}, {m.width}x{m.height}, codec={m.codec_name})"
 
     def close(self) -> None:
         if self._reader is not None:
@@ -113,27 +129,30 @@ class VideoFile:
     def __exit__(self, *exc):
         self.close()
 
-    def _check_indices(self, indices) -> np.ndarray:
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    def _check_indices(self, indices: object, name: str = "indices") -> np.ndarray:
+        idx = _as_frame_indices(indices, name)
         n = len(self)
         bad = (idx < -n) | (idx >= n)
         if bad.any():
             raise FrameIndexError(self.path, f"frame index {int(idx[bad][0])} out of range for {n} frames (valid: 0..{n - 1} or negative from the end)")
         return np.where(idx < 0, idx + n, idx)
 
-    def get_frame(self, index: int, *, size: tuple[int, int] | None = None) -> Frame:
-        """The frame at ``index`` (negative counts from the end)."""
-        return self.get_frames([index], size=size)[0]
+    def get_frame(self, index: int, *, size: SizeLike | None = None) -> Frame:
+        """The frame at ``index`` (an int; negative counts from the end). ``size``: output
+        (height, width), or one int for a square; None keeps the decoded size."""
+        return self.get_frames(self._check_indices([index], "index"), size=size)[0]
 
-    def get_frames(self, indices: Sequence[int], *, size: tuple[int, int] | None = None) -> FrameBatch:
-        """Frames at ``indices``, in the caller's order (duplicates allowed, decoded once)."""
+    def get_frames(self, indices: Sequence[int] | np.ndarray, *, size: SizeLike | None = None) -> FrameBatch:
+        """Frames at ``indices``, in the caller's order (duplicates allowed, decoded once).
+        Indices are ints (Python or numpy integers; floats and bools are refused, even
+        ``2.0``: a frame number is a count, a time goes to :meth:`get_frames_played_at`)."""
         idx = self._check_indices(indices)
         meta = self.metadata
         rotation = meta.rotation if self.rotate else 0
         if size is None:
             h, w = (meta.height, meta.width) if rotation in (0, 180) else (meta.width, meta.height)
         else:
-            h, w = size
+            h, w = size = check_size(size)
         out = torch.empty((idx.shape[0], 3, h, w), dtype=torch.uint8)
         if idx.shape[0]:
             plan = plan_requests(np.zeros_like(idx), idx, [meta])
@@ -181,12 +200,42 @@ class VideoFile:
             raise FrameIndexError(self.path, f"time {float(t[bad][0])!r} s is outside the video [{start}, {end}) s")
         return idx
 
-    def get_frames_played_at(self, seconds: Sequence[float], *, size: tuple[int, int] | None = None) -> FrameBatch:
+    def get_frames_played_at(self, seconds: Sequence[float], *, size: SizeLike | None = None) -> FrameBatch:
         """Frames displayed at the given times (seconds on the stream's clock)."""
+        size = None if size is None else check_size(size)
         return self.get_frames(self.frame_indices_played_at(seconds).tolist(), size=size)
 
-    def get_frame_played_at(self, seconds: float, *, size: tuple[int, int] | None = None) -> Frame:
+    def get_frame_played_at(self, seconds: float, *, size: SizeLike | None = None) -> Frame:
         return self.get_frames_played_at([seconds], size=size)[0]
+
+
+_TIME_HINT = "; for a time in seconds use get_frame_played_at / get_frames_played_at"
+
+
+def _is_int(x: object) -> bool:
+    """An int, a numpy integer, or a 0-d integer array or tensor; not a bool."""
+    if isinstance(x, (bool, np.bool_)):
+        return False
+    if isinstance(x, numbers.Integral):
+        return True
+    return getattr(x, "ndim", None) == 0 and np.asarray(x).dtype.kind in "iu"
+
+
+def _as_frame_indices(indices: object, name: str) -> np.ndarray:
+    """int64 [N] frame numbers; a float (even 2.0), a bool or a non-number raises ``TypeError``
+    naming ``name``, since casting would pick a frame silently (1.5 -> frame 1)."""
+    if isinstance(indices, (list, tuple)):
+        bads = [x for x in indices if not _is_int(x)]
+        if bads:
+            bad = bads[0]
+            what = "an int (a frame number)" if name == "index" else "ints (frame numbers)"
+            raise TypeError(f"{name} must be {what}, got {bad!r} ({type(bad).__name__}){_TIME_HINT}")
+        return np.asarray(indices, dtype=np.int64).reshape(-1)
+    arr = np.asarray(indices)
+    if arr.dtype.kind not in "iu" and arr.size:
+        example = arr.reshape(-1)[0]
+        raise TypeError(f"{name} must be ints (frame numbers), got an array of {arr.dtype} (e.g. {example!r}){_TIME_HINT}")
+    return arr.astype(np.int64).reshape(-1)
 
 
 def _durations(meta: VideoMetadata) -> np.ndarray:

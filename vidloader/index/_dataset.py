@@ -137,7 +137,7 @@ class VideoDataset:
     ):
         files = expand_paths(paths)
         if not files:
-            raise ValueError("VideoDataset needs at least one video path")
+            raise ValueError(f"VideoDataset: paths names no video file (got {paths!r})")
         metas, errors = index_files(files, index, stream=stream, num_workers=num_workers, progress=progress, on_error=on_error)
         self.skipped: list[VideoError] = errors
         self.videos: list[VideoMetadata] = [m for m in metas if m is not None]
@@ -148,6 +148,9 @@ class VideoDataset:
 
     @classmethod
     def from_metadata(cls, metas: Sequence[VideoMetadata]) -> "VideoDataset":
+        """A dataset of already indexed videos (at least one), in this order."""
+        if not metas:
+            raise ValueError("VideoDataset.from_metadata: metas is empty; a dataset needs at least one video")
         self = cls.__new__(cls)
         self.skipped = []
         self.videos = list(metas)

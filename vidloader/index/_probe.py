@@ -50,7 +50,7 @@ class VideoMetadata:
 
     path: str
     stream_index: int
-    codec: str
+    codec: str  # the decoder's name (libdav1d for AV1); codec_name is the codec
     pix_fmt: str
     width: int
     height: int
@@ -92,6 +92,15 @@ class VideoMetadata:
     @property
     def pts_seconds(self) -> np.ndarray:
         return self.pts.astype(np.float64) * float(self.time_base)
+
+    @property
+    def codec_name(self) -> str:
+        """The codec (``h264``, ``av1``); :attr:`codec` is the decoder FFmpeg chose for it
+        (``libdav1d``)."""
+        try:
+            return av.Codec(self.codec, "r").canonical_name
+        except (ValueError, av.FFmpegError):  # a decoder this FFmpeg build lacks
+            return self.codec
 
     @property
     def display_size(self) -> tuple[int, int]:

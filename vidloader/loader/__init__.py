@@ -1,8 +1,9 @@
 """The loader: sampler order -> planned windows -> fetch -> decode -> batches -> device."""
 
 from ._batch import Batch
+from ._epochs import RepeatedEpochWarning
 from ._fetch import FetchStage, Fetched, LocalFiles
 from ._loader import VideoLoader
 from ._stats import LoaderStats
 
-__all__ = ["Batch", "FetchStage", "Fetched", "LoaderStats", "LocalFiles", "VideoLoader"]
+__all__ = ["Batch", "FetchStage", "Fetched", "LoaderStats", "LocalFiles", "RepeatedEpochWarning", "VideoLoader"]

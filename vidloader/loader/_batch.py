@@ -9,7 +9,7 @@ import torch
 __all__ = ["Batch"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Batch:
     """A batch of B items: ``data`` uint8 [B, *item_shape, 3, H, W] (or the transform's
     output), and per frame the ``video`` id, frame ``index`` and ``pts_seconds``, each
@@ -39,3 +39,13 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.video.shape[0])
+
+    def __repr__(self) -> str:
+        d = self.data
+        where = "" if d.device.type == "cpu" else f" on {d.device}"
+        span = ""
+        if len(self):
+            pts = self.pts_seconds
+            span = f", videos {int(self.video.min())}..{int(self.video.max())}, pts {float(pts.min()):.3f}..{float(pts.max()):.3f} s"
+        info = f", info={sorted(self.info)}" if self.info else ""
+        return f"Batch({len(self)} items{span}, data={str(d.dtype).removeprefix('torch.')} {list(d.shape)}{where}{info})"

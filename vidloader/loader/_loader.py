@@ -14,15 +14,17 @@ import numpy as np
 import torch
 
 from .._resume import ResumeField
-from .._types import ON_ERROR, OnError
-from ..decoding import Backend, BackendName, Interpolation, check_interpolation, get_backend
+from .._types import OnError, SizeLike, check_size
+from ..decoding import Backend, BackendName, Interpolation, check_interpolation, get_backend, read_dataset_frames
 from ..index import VideoDataset
 from ..planning import LookaheadStats
-from ..sampling import Sampler, UniformFrames
+from ..sampling import FrameSampler, ItemSamplingReport, Sampler, SamplingReport, sampling_report
+from ._arguments import check_dataset, check_options, check_sampler, common_size
 from ._assemble import BatchAssembler, ErrorPolicy
 from ._batch import Batch
 from ._decode import DecodeStage, default_workers
 from ._deliver import Deliver
+from ._epochs import EpochGuard
 from ._fetch import FetchStage, LocalFiles
 from ._frame_cache import FrameCache, default_cache_bytes
 from ._pass import EpochPass, PassShape, Recorder
@@ -50,8 +52,8 @@ class VideoLoader:
         sampler: request order (default :class:`UniformFrames` with seed 0): anything that
             implements :class:`~vidloader.sampling.Sampler`.
         batch_size: items per batch; the last may be smaller unless ``drop_last``.
-        size: output (height, width); colour conversion and resize are one pass. ``None``
-            keeps the decoded size (all videos must share it).
+        size: output (height, width), or one int for a square; colour conversion and resize
+            are one pass. ``None`` keeps the decoded size (all videos must share it).
         transform: batched transform, called as ``transform(data, generator=g)`` (or
             ``transform(data)``) on the target device, ``g`` seeded from (seed, epoch,
             batch number, rank).
@@ -66,7 +68,8 @@ class VideoLoader:
             when skips drop items (every rank then runs the same number of steps): a rank
             short at the end goes on with requests wrapped around from its share's start
             (``padded``), and raises ``RuntimeError`` if a whole share yields nothing.
-            Default: on when the sampler's ``world_size`` > 1.
+            Default: on with ``on_error="skip"`` or ``world_size`` > 1; off, skips can
+            end an epoch before ``len(loader)`` batches.
         skip_nonref: skip decoding non-reference frames nobody asked for (exact).
         rotate: apply display rotation.
         max_open_files: open files kept across decoding threads (about 1 MB each).
@@ -81,6 +84,8 @@ class VideoLoader:
             the cache off. ``None``: min(2 GB, 10% of available memory); 0: off.
             Single-frame samplers; :meth:`plan_stats` gives the figures without decoding.
         fetch: the fetch stage (default: local files, which the decoder reads itself).
+        repeat_epochs: passes may repeat a completed epoch (a validation loader); else the
+            first such pass warns (:class:`~vidloader.loader.RepeatedEpochWarning`).
 
     Distributed: the sampler gives this rank's share; every rank has the same ``len(loader)``.
     Resume (torchdata ``StatefulDataLoader`` conventions): :meth:`state_dict` is the state
@@ -96,7 +101,7 @@ class VideoLoader:
         sampler: Sampler | None = None,
         *,
         batch_size: int = 128,
-        size: tuple[int, int] | None = (224, 224),
+        size: SizeLike | None = (224, 224),
         transform: Callable[..., Any] | None = None,
         num_workers: int | None = None,
         device: str | torch.device = "cpu",
@@ -114,39 +119,28 @@ class VideoLoader:
         decode_timeout: float | None = None,
         cache_bytes: int | None = None,
         fetch: FetchStage | None = None,
+        repeat_epochs: bool = False,
     ):
-        if decode_timeout is not None and not decode_timeout > 0:
-            raise ValueError(f"decode_timeout must be > 0 seconds or None, got {decode_timeout!r}")
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error={on_error!r} is not one of {', '.join(map(repr, ON_ERROR))}")
-        for name, value in (("batch_size", batch_size), ("prefetch", prefetch), ("plan_batches", plan_batches)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        self.dataset = dataset
-        self.sampler: Sampler = sampler if sampler is not None else UniformFrames(seed=0)
+        self.device = check_options(
+            on_error=on_error, decode_timeout=decode_timeout, batch_size=batch_size, prefetch=prefetch,
+            plan_batches=plan_batches, num_workers=num_workers, max_open_files=max_open_files, device=device,
+        )  # fmt: skip
+        self.dataset = check_dataset(dataset)
+        self.sampler: Sampler = check_sampler(sampler, batch_size=batch_size, on_error=on_error)
         self.batch_size = int(batch_size)
         self.item_shape = tuple(int(x) for x in self.sampler.item_shape_of(dataset))
         self._per = int(np.prod(self.item_shape, dtype=np.int64)) if self.item_shape else 1
-        slots = self.sampler.batch_items
-        if slots is not None and (self.batch_size != int(slots) or on_error != "raise"):
-            raise ValueError(
-                f"{type(self.sampler).__name__} fills {slots} fixed slots per batch: it needs "
-                f"batch_size={slots} (got {self.batch_size}) and on_error='raise' (got {on_error!r})"
-            )
         sequential = bool(self.sampler.sequential_access)
         self.rotate = rotate
-        self.size = (int(size[0]), int(size[1])) if size is not None else self._common_size()
+        self.size = check_size(size) if size is not None else common_size(dataset, rotate)
         self.transform = transform
         self.num_workers = default_workers() if num_workers is None else int(num_workers)
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' but torch.cuda.is_available() is False")
         self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
         self.prefetch = int(prefetch)
         self.plan_batches = int(plan_batches)
         self.on_error = on_error
         self.drop_last = drop_last
-        self.even_batches = bool(self.sampler.world_size > 1 if even_batches is None else even_batches)
+        self.even_batches = bool(self.sampler.world_size > 1 or on_error == "skip" if even_batches is None else even_batches)
         self.interpolation = check_interpolation(interpolation)
         self.decode_timeout = None if decode_timeout is None else float(decode_timeout)
         self.backend = get_backend(backend)
@@ -180,6 +174,7 @@ class VideoLoader:
         self._recorder = Recorder()
         self._cache: FrameCache | None = None
         self._planner = PlannerThread()
+        self._epochs = EpochGuard(repeat=bool(repeat_epochs))  # warns when an epoch repeats
         # batches delivered this epoch (None: unknown, a sampler restored on its own)
         self._batches: int | None = None if self.sampler.restored else 0
 
@@ -226,11 +221,14 @@ class VideoLoader:
                 self._recorder.stats = restored.stats
 
     def __len__(self) -> int:
+        """Batches per epoch (also with skipped items, unless ``even_batches=False``)."""
         n = self.sampler.num_samples(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def stats(self) -> LoaderStats:
-        """A copy of the counters (see :class:`LoaderStats`)."""
+        """The counters since construction, :meth:`reset_stats` or :meth:`load_state_dict`
+        (images/s, decode amplification, cache hits, errors skipped, seconds per stage; see
+        :class:`LoaderStats`): a copy taken under a lock, cheap and safe while iterating."""
         with self._recorder.lock:
             return self._recorder.stats.copy()
 
@@ -266,11 +264,23 @@ class VideoLoader:
         except Exception:
             pass
 
+    def sampling_report(self, **options: Any) -> SamplingReport | ItemSamplingReport:
+        """:func:`~vidloader.sampling_report` for this loader's sampler, dataset and ``batch_size``
+        (so B_eff is for the batches trained on); ``options``: the function's other keywords."""
+        if not isinstance(self.sampler, FrameSampler):
+            raise TypeError(f"sampling_report models FrameSampler subclasses, not {type(self.sampler).__name__}")
+        options.setdefault("frame_reader", read_dataset_frames)
+        return sampling_report(self.sampler, self.dataset, batch_size=self.batch_size, **options)
+
     def __iter__(self) -> Iterator[Batch]:
-        """One pass: the rest of a just-restored epoch, else the current epoch from its start."""
+        """One pass in the sampler's order, ``len(self)`` batches: the rest of a just-restored epoch, else the current
+        epoch from its start (call :meth:`set_epoch` first: repeating a completed epoch warns once unless
+        ``repeat_epochs``). Batches are decoded ahead in threads; dropping the iterator cancels that work."""
         # The start is claimed now (not at the first next()), so state_dict() right after
         # iter() already describes the new pass.
         start = self.sampler.begin_pass()
+        epoch = self.sampler.epoch
+        self._epochs.starting(epoch, resumed=start.resumed, stacklevel=2)
         if not start.resumed:
             batch_no = 0
         elif self._batches is not None:
@@ -297,22 +307,12 @@ class VideoLoader:
             decode=self._decode, cache=cache, policy=self._policy, assembler=self._assembler,
             deliver=self._deliver, recorder=self._recorder, on_batch=on_batch, on_end=on_end,
         )  # fmt: skip
-        return run.run(start.position, batch_no)
+        return self._epochs.watch(epoch, run.run(start.position, batch_no))
 
     def __repr__(self) -> str:
+        items = f", item_shape={self.item_shape}" if self.item_shape else ""
         return (
-            f"VideoLoader({len(self.dataset.videos)} videos, {type(self.sampler).__name__}, batch_size={self.batch_size}, "
-            f"size={self.size}, item_shape={self.item_shape}, num_workers={self.num_workers}, backend={self.backend.name!r}, "
-            f"cache_bytes={self.cache_bytes}, on_error={self.on_error!r})"
+            f"VideoLoader({self.sampler!r} on {len(self.dataset.videos)} videos, epoch={self.sampler.epoch}, batch_size="
+            f"{self.batch_size}{items}, size={self.size}, num_workers={self.num_workers}, backend={self.backend.name!r}, "
+            f"cache_bytes={self.cache_bytes / 1e9:.2g} GB, on_error={self.on_error!r})"
         )
-
-    # -- internals ----------------------------------------------------------------------
-
-    def _common_size(self) -> tuple[int, int]:
-        sizes = {(m.display_size if self.rotate else (m.height, m.width)) for m in self.dataset.videos}
-        if len(sizes) != 1:
-            raise ValueError(f"size=None needs every video to share one frame size; found {sorted(sizes)[:5]}. Pass size=(H, W)")
-        h, w = sizes.pop()
-        return int(h), int(w)
-
-

@@ -42,8 +42,9 @@ class LoaderStats:
       ``seeks``.
     - look-ahead cache: ``cache_hits`` requests served from it, ``cache_fill_seconds``
       copying them into batches, ``frames_kept`` frames decoded ahead and kept,
-      ``cache_bytes`` what it held when the last window was consumed,
-      ``peak_cache_bytes`` the most it held.
+      ``cache_bytes`` the bytes it held when the last window was consumed (its current
+      fill, not the budget: that is the loader's ``cache_bytes``), ``peak_cache_bytes``
+      the most it held.
     - assemble: ``batches``, ``assemble_seconds`` (cutting batches, pts, item info);
       ``errors_skipped`` items dropped under ``on_error="skip"``, ``recent_errors`` the
       last 20 messages.
@@ -126,8 +127,18 @@ class LoaderStats:
         return out
 
     def __str__(self) -> str:
+        """A few lines for people: delivery, decoding, the look-ahead cache, errors."""
+
+        def _mb(n: int) -> str:
+            return f"{n / 1e6:.1f} MB"
+
+        frames = self.frames_delivered
+        hits = f" ({self.cache_hits / frames:.0%} of frames delivered)" if frames else ""
         return (
-            f"{self.frames_delivered} frames in {self.batches} batches, {self.images_per_second:.1f} images/s, "
-            f"A={self.decode_amplification:.2f} ({self.frames_decoded} decoded, {self.packets_sent} packets sent, "
-            f"{self.frames_skipped} non-reference skipped), {self.errors_skipped} errors skipped, {self.padded} padded"
+            f"{frames} frames in {self.batches} batches, {self.images_per_second:.1f} images/s\n"
+            f"decode: A={self.decode_amplification:.2f} frames decoded per frame delivered ({self.frames_decoded} "
+            f"decoded, {self.packets_sent} packets sent, {self.frames_skipped} non-reference skipped, {self.seeks} seeks)\n"
+            f"look-ahead cache: {self.cache_hits} hits{hits}, {self.frames_kept} frames kept; holds "
+            f"{_mb(self.cache_bytes)} now, peak {_mb(self.peak_cache_bytes)}\n"
+            f"errors: {self.errors_skipped} items skipped, {self.padded} padded"
         )

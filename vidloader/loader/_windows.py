@@ -4,11 +4,14 @@ Without look-ahead a window is ``plan_batches * batch_size`` items, extended so 
 does not end inside a run of one GOP's consecutive frames. With look-ahead, windows are
 exactly those of the segment plans (:func:`~vidloader.planning.plan_segment`), planned
 ``max(65536, 8 * capacity)`` requests at a time, the next segment in a background
-thread while this one is decoded.
+thread while this one is decoded. A pass that waits more than
+:data:`SLOW_PLAN_SECONDS` for a segment's plan says so in a log line (INFO, logger
+``vidloader.loader``); :func:`dry_run` shows a progress bar once it has run that long.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +27,12 @@ if TYPE_CHECKING:
     from ..sampling import Sampler
     from ._pass import PassShape
 
-__all__ = ["PlannerThread", "WindowSource", "dry_run", "segment_length"]
+__all__ = ["PlannerThread", "SLOW_PLAN_SECONDS", "WindowSource", "dry_run", "segment_length"]
+
+#: planning that holds up a pass (or a dry run) longer than this is reported
+SLOW_PLAN_SECONDS = 2.0
+
+log = logging.getLogger("vidloader.loader")
 
 
 def segment_length(capacity: int) -> int:
@@ -114,6 +122,7 @@ class WindowSource:
         seg = self._segment
         if seg is None or start >= seg.end:
             nxt = self._next_segment
+            t0 = time.perf_counter()
             if nxt is not None and nxt[0] == start:
                 seg = nxt[1].result()
             else:
@@ -121,6 +130,9 @@ class WindowSource:
             self._segment, self._next_segment = seg, None
             if seg is None:
                 return None
+            waited = time.perf_counter() - t0
+            if waited > SLOW_PLAN_SECONDS:
+                log.info("look-ahead planning held up the pass for %.1f s (requests %d to %d)", waited, start, seg.end)
             self.planning_seconds += seg.plan.seconds
             if seg.end < limit:
                 ahead = ids.peek(seg.end - start + min(segment_length(self.capacity), limit - seg.end))[seg.end - start :]
@@ -150,10 +162,15 @@ def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, 
     seconds = 0.0
     n = sampler.num_samples(dataset)
     ids = RequestStream(sampler.blocks(dataset, 0), 0, per)
+    from tqdm.auto import tqdm
+
+    # shown only once planning has taken SLOW_PLAN_SECONDS, and only on a terminal
+    bar = tqdm(total=n, unit="req", desc="look-ahead plan", delay=SLOW_PLAN_SECONDS, leave=False, disable=None)
     while ids.pos < n:
         g = ids.take(segment_length(capacity), n)
         if g.shape[0] == 0:
             break
+        bar.update(g.shape[0] // max(per, 1))
         videos, frames = dataset.locate(g)
         plan = plan_lookahead(videos, frames, dataset.videos, window=window, capacity=capacity, ahead=ahead)
         decoded += int(plan.decoded.sum())
@@ -161,6 +178,7 @@ def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, 
         hits += int(plan.hit.sum())
         peak = max(peak, int(plan.occupancy.max(initial=0)))
         seconds += plan.seconds
+    bar.close()
     req = max(n, 1)
     return LookaheadStats(
         requests=n,

@@ -2,9 +2,9 @@
 random pairs, from decoded frames.
 
 Sampling does not decode: the frames come from a :data:`FrameReader` supplied by a later
-stage. ``vidloader`` registers :func:`vidloader.decoding.read_dataset_frames` as the
-default when it is imported (:func:`set_default_frame_reader`); ``sampling_report`` takes
-another one through ``frame_reader=``.
+stage. ``import vidloader`` registers :func:`vidloader.decoding.read_dataset_frames` as the
+default, without importing it before its first call (:func:`set_default_frame_reader`);
+``sampling_report`` takes another one through ``frame_reader=``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+from .. import _hooks
 
 if TYPE_CHECKING:
     import torch
@@ -39,26 +41,24 @@ class FrameReader(Protocol):
     def __call__(self, dataset: VideoDataset, ids: np.ndarray, size: tuple[int, int]) -> ReadFrames: ...
 
 
-_default_reader: FrameReader | None = None
-
-
 def set_default_frame_reader(reader: FrameReader | None) -> FrameReader | None:
     """Make ``reader`` the one ``sampling_report`` uses when it is given none; returns the
-    previous default. ``import vidloader`` sets :func:`vidloader.decoding.read_dataset_frames`."""
-    global _default_reader
+    previous default. ``import vidloader`` sets one that calls
+    :func:`vidloader.decoding.read_dataset_frames` (importing it at the first call)."""
     if reader is not None and not callable(reader):
         raise TypeError(f"reader must be callable (dataset, ids, size) -> ReadFrames, got {reader!r}")
-    previous, _default_reader = _default_reader, reader
+    previous, _hooks.frame_reader = _hooks.frame_reader, reader
     return previous
 
 
 def default_frame_reader() -> FrameReader:
-    if _default_reader is None:
+    reader = _hooks.frame_reader
+    if reader is None:
         raise ValueError(
             "estimating rho decodes frames and no frame reader is set: pass frame_reader= "
             "(e.g. vidloader.decoding.read_dataset_frames), rho=, or estimate_rho=False"
         )
-    return _default_reader
+    return reader
 
 
 @dataclass(frozen=True)

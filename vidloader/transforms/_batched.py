@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._types import check_size
+
 __all__ = [
     "ColorJitter",
     "ColorJitterParams",
@@ -126,14 +128,7 @@ class RandomResizedCrop:
         interpolation: Interpolation = "bilinear",
         antialias: bool = True,
     ) -> None:
-        if isinstance(size, numbers.Integral):
-            size = (int(size), int(size))
-        if (
-            not isinstance(size, (tuple, list))
-            or len(size) != 2
-            or not all(isinstance(s, numbers.Integral) and s > 0 for s in size)
-        ):
-            raise ValueError(f"size must be a positive int or (height, width) of positive ints, got {size!r}")
+        hw = check_size(size)
         if interpolation not in _INTERPOLATIONS:
             allowed = ", ".join(repr(m) for m in _INTERPOLATIONS)
             raise ValueError(f"interpolation must be one of {allowed}; got {interpolation!r}")
@@ -143,7 +138,7 @@ class RandomResizedCrop:
             raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {scale_f!r}")
         if len(ratio_f) != 2 or not 0.0 < ratio_f[0] <= ratio_f[1]:
             raise ValueError(f"ratio must be (min, max) with 0 < min <= max, got {ratio_f!r}")
-        self.size: tuple[int, int] = (int(size[0]), int(size[1]))
+        self.size: tuple[int, int] = hw
         self.scale: tuple[float, float] = (scale_f[0], scale_f[1])
         self.ratio: tuple[float, float] = (ratio_f[0], ratio_f[1])
         self.interpolation: Interpolation = interpolation

@@ -1,0 +1,96 @@
+"""``VideoLoader``'s argument checks: a bad argument is refused at construction, by name."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import torch
+
+from .._types import ON_ERROR
+from ..index import VideoDataset
+from ..sampling import Sampler, UniformFrames
+
+__all__ = ["check_dataset", "check_options", "check_sampler", "common_size"]
+
+
+def check_dataset(dataset: object) -> VideoDataset:
+    """A :class:`VideoDataset` with at least one video."""
+    if not isinstance(dataset, VideoDataset):
+        raise TypeError(f"dataset must be a VideoDataset, e.g. VideoDataset('videos/'); got {type(dataset).__name__}")
+    if not dataset.videos:
+        raise ValueError("dataset has no videos; a loader needs at least one")
+    return dataset
+
+
+def _sampler_members() -> list[str]:
+    names = set(getattr(Sampler, "__annotations__", {}))
+    names.update(n for n in vars(Sampler) if not n.startswith("_"))
+    return sorted(names)
+
+
+def check_sampler(sampler: object, *, batch_size: int, on_error: str) -> Sampler:
+    """A sampler instance: an object that implements :class:`~vidloader.sampling.Sampler`
+    (None: ``UniformFrames(seed=0)``), whose fixed slots, if any, fit the batch."""
+    if sampler is None:
+        return UniformFrames(seed=0)
+    if isinstance(sampler, type):
+        raise TypeError(f"sampler must be an instance, got the class {sampler.__name__}: pass {sampler.__name__}(...)")
+    if not isinstance(sampler, Sampler):
+        missing = [n for n in _sampler_members() if not hasattr(sampler, n)]
+        raise TypeError(
+            f"sampler must implement vidloader.sampling.Sampler (e.g. UniformFrames(seed=0)); got "
+            f"{type(sampler).__name__}, which lacks {', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}"
+        )
+    slots = sampler.batch_items
+    if slots is not None and (batch_size != int(slots) or on_error != "raise"):
+        raise ValueError(
+            f"{type(sampler).__name__} fills {slots} fixed slots per batch: it needs "
+            f"batch_size={slots} (got {batch_size}) and on_error='raise' (got {on_error!r})"
+        )
+    return sampler
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_options(
+    *,
+    on_error: str,
+    decode_timeout: float | None,
+    batch_size: Any,
+    prefetch: Any,
+    plan_batches: Any,
+    num_workers: Any,
+    max_open_files: Any,
+    device: str | torch.device,
+) -> torch.device:
+    """The plain options: a known ``on_error``, a positive timeout, ints in range, a device
+    that exists (returned)."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r} is not one of {', '.join(map(repr, ON_ERROR))}")
+    if decode_timeout is not None and not decode_timeout > 0:
+        raise ValueError(f"decode_timeout must be > 0 seconds or None, got {decode_timeout!r}")
+    for name, value in (("batch_size", batch_size), ("prefetch", prefetch), ("plan_batches", plan_batches)):
+        _int(name, value, 1)
+    if num_workers is not None:
+        _int("num_workers", num_workers, 0)
+    _int("max_open_files", max_open_files, 1)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch.cuda.is_available() is False")
+    return dev
+
+
+def common_size(dataset: VideoDataset, rotate: bool) -> tuple[int, int]:
+    """The one frame size (height, width) of every video, for ``size=None``."""
+    sizes = {(m.display_size if rotate else (m.height, m.width)) for m in dataset.videos}
+    if len(sizes) != 1:
+        raise ValueError(f"size=None needs every video to share one frame size; found {sorted(sizes)[:5]}. Pass size=(H, W)")
+    h, w = sizes.pop()
+    return int(h), int(w)
