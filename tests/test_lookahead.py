@@ -206,6 +206,31 @@ def test_plan_stats_follows_the_epoch(clips):
     assert s0.requests == s1.requests == ds.num_frames
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_segments_share_the_budget(seed):
+    """Consecutive segments, replayed on one timeline: a segment's first windows are decoded
+    while the previous segment's last windows are still consumed, so their kept frames
+    are held at once. Counted independently (a kept frame is held from ``ahead`` windows
+    before its producer to its consumer), the peak stays within the capacity."""
+    rng = np.random.default_rng(seed)
+    metas = [_meta(120, 30), _meta(90, 15), _meta(200, 50), _meta(64, 8)]
+    offsets = np.cumsum([0] + [m.num_frames for m in metas])
+    order = rng.permutation(offsets[-1])
+    videos = np.searchsorted(offsets, order, side="right") - 1
+    frames = order - offsets[videos]
+    window, ahead, capacity, seg_len = 16, 2, 40, 96  # segments of 6 windows
+    held = np.zeros(-(-order.shape[0] // window) + 1, dtype=int)
+    tail = None
+    for a in range(0, order.shape[0], seg_len):
+        plan = plan_lookahead(videos[a : a + seg_len], frames[a : a + seg_len], metas, window=window, capacity=capacity, ahead=ahead, held_before=tail)
+        tail = plan.tail
+        first = a // window  # the segment's first window on the global timeline
+        win = np.arange(plan.num_requests) // window
+        for r in np.flatnonzero(plan.hit):
+            held[max(0, first + win[plan.leader[r]] - ahead) : first + win[r] + 1] += 1
+    assert held.max() <= capacity
+
+
 def test_several_segments(clips, monkeypatch):
     """Plans cover segments of the share (the next planned in the background): the same
     batches, hits within every segment, and the dry run still predicts them."""

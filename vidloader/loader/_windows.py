@@ -126,7 +126,8 @@ class WindowSource:
             if nxt is not None and nxt[0] == start:
                 seg = nxt[1].result()
             else:
-                seg = self._plan_segment(start, ids.peek(min(segment_length(self.capacity), limit - start)))
+                prev = self._segment.plan.tail if self._segment is not None and self._segment.end == start else None
+                seg = self._plan_segment(start, ids.peek(min(segment_length(self.capacity), limit - start)), prev)
             self._segment, self._next_segment = seg, None
             if seg is None:
                 return None
@@ -136,7 +137,7 @@ class WindowSource:
             self.planning_seconds += seg.plan.seconds
             if seg.end < limit:
                 ahead = ids.peek(seg.end - start + min(segment_length(self.capacity), limit - seg.end))[seg.end - start :]
-                self._next_segment = (seg.end, self._planner().submit(self._plan_segment, seg.end, ahead))
+                self._next_segment = (seg.end, self._planner().submit(self._plan_segment, seg.end, ahead, seg.plan.tail))
         g = ids.take(min(seg.plan.window, seg.end - start), limit)
         if g.shape[0] == 0:
             return None
@@ -146,11 +147,14 @@ class WindowSource:
         self._count(time.perf_counter() - t0)
         return plan
 
-    def _plan_segment(self, start: int, g: np.ndarray) -> SegmentPlan | None:
+    def _plan_segment(self, start: int, g: np.ndarray, held_before: np.ndarray | None) -> SegmentPlan | None:
         if g.shape[0] == 0:
             return None
         videos, frames = self.dataset.locate(g)
-        return plan_segment(start, videos, frames, self.dataset.videos, window=self.window, capacity=self.capacity, ahead=self.ahead)
+        return plan_segment(
+            start, videos, frames, self.dataset.videos, window=self.window, capacity=self.capacity, ahead=self.ahead,
+            held_before=held_before,
+        )  # fmt: skip
 
 
 def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, budget_bytes: int) -> LookaheadStats:
@@ -162,6 +166,7 @@ def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, 
     seconds = 0.0
     n = sampler.num_samples(dataset)
     ids = RequestStream(sampler.blocks(dataset, 0), 0, per)
+    tail: np.ndarray | None = None
     from tqdm.auto import tqdm
 
     # shown only once planning has taken SLOW_PLAN_SECONDS, and only on a terminal
@@ -172,11 +177,12 @@ def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, 
             break
         bar.update(g.shape[0] // max(per, 1))
         videos, frames = dataset.locate(g)
-        plan = plan_lookahead(videos, frames, dataset.videos, window=window, capacity=capacity, ahead=ahead)
+        plan = plan_lookahead(videos, frames, dataset.videos, window=window, capacity=capacity, ahead=ahead, held_before=tail)
+        tail = plan.tail
         decoded += int(plan.decoded.sum())
         plain += int(plan.plain_decoded.sum())
         hits += int(plan.hit.sum())
-        peak = max(peak, int(plan.occupancy.max(initial=0)))
+        peak = max(peak, plan.peak)
         seconds += plan.seconds
     bar.close()
     req = max(n, 1)

@@ -59,7 +59,9 @@ class LookaheadPlan:
     (frames in presentation order from the entry keyframe to the deepest frame of each
     GOP decode: the decoder's count differs by frame reordering and is lowered by
     non-reference skipping);
-    ``occupancy`` the frames held in each window.
+    ``occupancy`` the frames held in each window. ``lead_in``: the frames held while the
+    ``ahead`` windows before the segment are consumed (this segment's early keeps plus the
+    earlier segment's ``held_before``); :attr:`peak` bounds both.
     """
 
     window: int
@@ -70,6 +72,7 @@ class LookaheadPlan:
     decoded: np.ndarray
     plain_decoded: np.ndarray
     occupancy: np.ndarray
+    lead_in: np.ndarray
     price: float
     capacity: int
     seconds: float
@@ -77,6 +80,16 @@ class LookaheadPlan:
     @property
     def num_requests(self) -> int:
         return int(self.hit.shape[0])
+
+    @property
+    def peak(self) -> int:
+        """The most frames held at once, the lead-in included."""
+        return max(int(self.occupancy.max(initial=0)), int(self.lead_in.max(initial=0)))
+
+    @property
+    def tail(self) -> np.ndarray:
+        """Frames held in each of the segment's last windows (the next segment's ``held_before``)."""
+        return self.occupancy[-len(self.lead_in) :] if len(self.lead_in) else self.occupancy[:0]
 
     def keeps(self, w: int) -> np.ndarray:
         """Requests whose frames window ``w`` decodes and keeps for them."""
@@ -120,9 +133,14 @@ def plan_lookahead(
     window: int,
     capacity: int,
     ahead: int = 1,
+    held_before: np.ndarray | None = None,
 ) -> LookaheadPlan:
     """Plan a segment of requests ``(videos[r], frames[r])`` decoded in windows of ``window``
-    requests, with at most ``capacity`` frames kept at any time (see the module doc)."""
+    requests, with at most ``capacity`` frames kept at any time (see the module doc).
+
+    ``held_before``: frames an earlier segment still holds while its last ``ahead``
+    windows are consumed (its plan's :attr:`LookaheadPlan.tail`). This segment's first
+    windows are decoded then, so what they keep counts against the same budget."""
     t0 = time.perf_counter()
     videos = np.asarray(videos, dtype=np.int64)
     frames = np.asarray(frames, dtype=np.int64)
@@ -155,7 +173,7 @@ def plan_lookahead(
     plain = _plain_decoded(win, gop_key, depth, n_win)
     leader_none = np.arange(n)
     if capacity <= 0 or n == 0:
-        return _result(window, leader_none, win, depth, gop_key, n_win, ahead, 0.0, capacity, plain, t0)
+        return _result(window, leader_none, win, depth, gop_key, n_win, ahead, 0.0, capacity, plain, t0, None)
 
     def solve(prices: np.ndarray) -> np.ndarray:
         # A kept frame costs the prices of the windows it is held in (see _occupancy).
@@ -170,8 +188,21 @@ def plan_lookahead(
             leader[req] = np.take_along_axis(req, lead, axis=1)
         return leader
 
+    before = np.zeros(ahead, dtype=np.int64)
+    if held_before is not None and held_before.shape[0]:
+        k = min(ahead, held_before.shape[0])
+        before[ahead - k :] = held_before[-k:]
+
     def occupancy(leader: np.ndarray) -> np.ndarray:
-        return _occupancy(leader, win, n_win, ahead)
+        """Per window, the frames held; the first ``ahead`` windows also bound the lead-in
+        (this segment's early keeps plus ``held_before``, while the last segment ends)."""
+        occ = _occupancy(leader, win, n_win, ahead)
+        lead = _lead_in(leader, win, ahead) + before
+        k = min(ahead, n_win)
+        occ[:k] = np.maximum(occ[:k], lead[:k])
+        if n_win < ahead:  # a segment shorter than the lead-in: its peak is the lead-in's
+            occ[-1:] = max(int(occ[-1]), int(lead.max(initial=0)))
+        return occ
 
     def cost(leader: np.ndarray) -> int:
         return int(_decoded_per_window(win[leader], gop_key, depth, n_win).sum())
@@ -214,7 +245,7 @@ def plan_lookahead(
                 c = cost(cand)
                 if c < best_cost:
                     best, best_cost = cand, c
-    return _result(window, best, win, depth, gop_key, n_win, ahead, price, capacity, plain, t0)
+    return _result(window, best, win, depth, gop_key, n_win, ahead, price, capacity, plain, t0, before)
 
 
 def _split(w: np.ndarray, depth: np.ndarray, held_to: np.ndarray, held_from: np.ndarray) -> np.ndarray:
@@ -260,6 +291,15 @@ def _occupancy(leader: np.ndarray, win: np.ndarray, n_win: int, ahead: int) -> n
     return np.cumsum(diff)[:n_win]
 
 
+def _lead_in(leader: np.ndarray, win: np.ndarray, ahead: int) -> np.ndarray:
+    """Frames kept by this segment while the ``ahead`` windows before it are consumed: in
+    the virtual window ``v - ahead`` (v < ahead), those whose producer is window ``v`` or
+    earlier (a kept frame counts from ``ahead`` windows before its producer)."""
+    hit = win > win[leader]
+    produced = np.bincount(np.minimum(win[leader][hit], ahead), minlength=ahead + 1)[:ahead]
+    return np.cumsum(produced)
+
+
 def _plain_decoded(win: np.ndarray, gop_key: np.ndarray, depth: np.ndarray, n_win: int) -> np.ndarray:
     """Frames decoded per window without look-ahead: each (window, GOP) to its deepest request."""
     return _decoded_per_window(win, gop_key, depth, n_win)
@@ -276,7 +316,7 @@ def _decoded_per_window(w: np.ndarray, gop: np.ndarray, depth: np.ndarray, n_win
     return np.bincount(a[b], weights=deepest, minlength=n_win).astype(np.int64)
 
 
-def _result(window, leader, win, depth, gop_key, n_win, ahead, price, capacity, plain, t0) -> LookaheadPlan:
+def _result(window, leader, win, depth, gop_key, n_win, ahead, price, capacity, plain, t0, before) -> LookaheadPlan:
     hit = win > win[leader]
     lw = win[leader]
     # A GOP decoded in one window for several groups is decoded once, to the deepest.
@@ -293,6 +333,7 @@ def _result(window, leader, win, depth, gop_key, n_win, ahead, price, capacity, 
         decoded=dec,
         plain_decoded=plain,
         occupancy=_occupancy(leader, win, n_win, ahead),
+        lead_in=_lead_in(leader, win, ahead) + (before if before is not None else 0),
         price=price,
         capacity=capacity,
         seconds=time.perf_counter() - t0,

@@ -99,10 +99,19 @@ class WindowPlan:
 
 
 def plan_segment(
-    start: int, videos: np.ndarray, frames: np.ndarray, metas: Sequence[VideoMetadata], *, window: int, capacity: int, ahead: int
+    start: int,
+    videos: np.ndarray,
+    frames: np.ndarray,
+    metas: Sequence[VideoMetadata],
+    *,
+    window: int,
+    capacity: int,
+    ahead: int,
+    held_before: np.ndarray | None = None,
 ) -> SegmentPlan:
-    """The look-ahead plan of a stretch of requests (see :func:`plan_lookahead`)."""
-    plan = plan_lookahead(videos, frames, metas, window=window, capacity=capacity, ahead=ahead)
+    """The look-ahead plan of a stretch of requests (see :func:`plan_lookahead`;
+    ``held_before``: the previous segment's ``plan.tail`` when this one follows it)."""
+    plan = plan_lookahead(videos, frames, metas, window=window, capacity=capacity, ahead=ahead, held_before=held_before)
     return SegmentPlan(start, plan, np.asarray(videos, dtype=np.int64), np.asarray(frames, dtype=np.int64))
 
 
