@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -29,7 +31,7 @@ from .._errors import (
     VideoOpenError,
 )
 
-__all__ = ["VideoMetadata", "check_unchanged", "probe_video", "open_container"]
+__all__ = ["VideoMetadata", "check_unchanged", "demux_packets", "probe_video", "open_container"]
 
 # Frames decoded at index time to check that packet timestamps match decoder output.
 _VERIFY_FRAMES = 6
@@ -156,6 +158,19 @@ def _discard_others(container, s) -> None:
                 return
 
 
+def demux_packets(container, stream) -> Iterator[Any]:
+    """``container.demux(stream)``, ending cleanly where a stream appears mid-file.
+
+    PyAV sizes its table of streams when demuxing starts. A stream the demuxer adds
+    later (a damaged MPEG-TS announces one) is never yielded, but makes the flush at
+    the end of the file raise ``IndexError``, after every packet was read and the
+    chosen stream's own flush packet was yielded: nothing of the stream is lost."""
+    try:
+        yield from container.demux(stream)
+    except IndexError:
+        return
+
+
 def open_container(path: str, stream: int | None = None):
     """Open ``path`` and pick its video stream; errors name the file and the problem."""
     _check_file(path)
@@ -194,7 +209,7 @@ def _decode_all(path: str, container, s):
     keys: list[bool] = []
     first = None
     try:
-        for packet in container.demux(s):
+        for packet in demux_packets(container, s):
             for f in cc.decode(packet):
                 if f.is_corrupt:
                     raise DecodeError(path, f"frame {len(pts)} is corrupt (decoder concealed errors)")
@@ -244,7 +259,7 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
     # 1. Demux packets only.
     ppts, pdts, pkey, pend = [], [], [], []
     try:
-        for packet in container.demux(s):
+        for packet in demux_packets(container, s):
             if packet.size == 0:
                 continue  # demuxer flush packet
             if packet.is_discard:
@@ -274,7 +289,7 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
     head: list[int | None] = []
     first = None
     try:
-        for packet in container.demux(s):
+        for packet in demux_packets(container, s):
             for f in cc.decode(packet):
                 if f.is_corrupt:
                     raise DecodeError(path, f"frame {len(head)} is corrupt (decoder concealed errors)")
