@@ -237,6 +237,29 @@ def _header_end(container, s, pts: np.ndarray, end_pts: int) -> int:
     return end_pts
 
 
+def _seeks_land(container, s, key_pts: np.ndarray, key_dts: np.ndarray, key_pos: dict) -> bool:
+    """Whether a seek to each keyframe reaches the packet a read from the start labels with
+    its pts. AVI timestamps are frame counts: after a seek the demuxer counts from its
+    index, and a damaged index makes it label packets otherwise (the keyframe's pts on
+    another frame's data), which no check of the decoded frame can see. Demuxing only:
+    one seek and a few packets per keyframe."""
+    for kpts, kdts in zip(key_pts.tolist(), key_dts.tolist()):
+        want = key_pos.get(kpts)
+        if want is None or want < 0:
+            continue  # position unknown: nothing to compare
+        container.seek(int(kdts), stream=s, backward=True, any_frame=False)
+        for packet in demux_packets(container, s):
+            if packet.size == 0:
+                continue
+            if packet.pts == kpts:
+                if packet.pos != want:
+                    return False
+                break
+            if packet.dts is not None and packet.dts > kdts:
+                break  # overshot: readers seek further back
+    return True
+
+
 def probe_video(path: str | os.PathLike, stream: int | None = None) -> VideoMetadata:
     """Index one file. Raises a :class:`VideoError` subclass naming the file on failure."""
     path = os.path.abspath(os.fspath(path))
@@ -257,7 +280,7 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
     if tb is None or tb == 0:
         raise VideoOpenError(path, "video stream has no time base")
     # 1. Demux packets only.
-    ppts, pdts, pkey, pend = [], [], [], []
+    ppts, pdts, pkey, pend, ppos = [], [], [], [], []
     try:
         for packet in demux_packets(container, s):
             if packet.size == 0:
@@ -267,6 +290,7 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
             ppts.append(packet.pts)
             pdts.append(packet.dts)
             pkey.append(packet.is_keyframe)
+            ppos.append(packet.pos)
             if packet.pts is not None:
                 pend.append(packet.pts + (packet.duration or 0))
     except av.FFmpegError as e:
@@ -319,6 +343,10 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
         end_pts = max(pend) if pend else int(pts[-1]) + 1
         seekable, how = True, "packets"
         end_pts = _header_end(container, s, pts, end_pts)
+        key_pos = {p: q for p, q, k in zip(ppts, ppos, pkey) if k}
+        if container.format.name == "avi" and not _seeks_land(container, s, pts[keyframes], key_dts, key_pos):
+            # Decoded from the start, frames counted, as a sequential decode reads them.
+            seekable, keyframes, key_dts = False, np.zeros(1, dtype=np.int64), pts[:1].copy()
     else:
         cc.flush_buffers()
         fpts, fkeys, _ = _decode_all(path, container, s)
