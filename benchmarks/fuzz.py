@@ -10,6 +10,7 @@ is compared with an independent sequential decode of the same bytes. Failures
 (``garbage``, ``exception``, ``crash``, ``hang``) must be 0.
 
     python benchmarks/fuzz.py --inputs 10000 --seed 0      # -> benchmarks/results/fuzz.json
+    python benchmarks/fuzz.py --inputs 10000 --seed 1      # -> benchmarks/results/fuzz-seed1.json
 
 Input ``k`` of seed ``s`` is reproducible alone: ``--seed s --first k --inputs 1 --keep``.
 """
@@ -26,12 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from faults import FAILURES, IsolatedChecker, make_corpus, mutate  # noqa: E402
+from faults import FAILURES, IsolatedChecker, fuzz_input, make_corpus  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "videos"
 MAX_REAL_BYTES = 400_000  # real seed files up to this size (decoding each input stays well under a second)
@@ -61,9 +61,7 @@ def run(inputs: int, seed: int, *, first: int = 0, timeout: float = 60.0, workdi
     t0 = time.perf_counter()
     with IsolatedChecker(timeout=timeout, loader=loader) as checker:
         for k in range(first, first + inputs):
-            rng = np.random.default_rng([seed, k])
-            src = seeds[int(rng.integers(len(seeds)))]
-            data, ops = mutate(datas[src], rng)
+            src, data, ops = fuzz_input(seeds, datas, seed, k)
             path = os.path.join(workdir, f"input{Path(src).suffix}")
             if keep:
                 path = os.path.join(workdir, f"input-{seed}-{k}{Path(src).suffix}")
@@ -135,8 +133,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-real", action="store_true", help="generated seed files only")
     ap.add_argument("--keep", action="store_true", help="keep every mutated input in --workdir")
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--json", default=str(HERE / "results" / "fuzz.json"))
+    ap.add_argument("--json", default=None,
+                    help="raw results; '{seed}' is replaced by the seed (default: results/fuzz.json for seed 0, "
+                         "results/fuzz-seed{seed}.json otherwise)")
     args = ap.parse_args(argv)
+    if args.json is None:
+        args.json = str(HERE / "results" / ("fuzz.json" if args.seed == 0 else "fuzz-seed{seed}.json"))
+    args.json = args.json.replace("{seed}", str(args.seed))
     res = run(args.inputs, args.seed, first=args.first, timeout=args.timeout, workdir=args.workdir,
               real=not args.no_real, keep=args.keep)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,15 @@ def mutate(data: bytes, rng: np.random.Generator, *, max_ops: int = 3) -> tuple[
     return bytes(b), ops
 
 
+def fuzz_input(seeds: list[str], datas: dict[str, bytes], seed: int, k: int) -> tuple[str, bytes, list[str]]:
+    """Input ``k`` of fuzzing seed ``seed``: (seed file, mutated bytes, mutations). The
+    seed file is drawn from ``seeds`` (the same list, in the same order, reproduces it)."""
+    rng = np.random.default_rng([seed, k])
+    src = seeds[int(rng.integers(len(seeds)))]
+    data, ops = mutate(datas[src], rng)
+    return src, data, ops
+
+
 @dataclass
 class Reference:
     """A sequential decode: per output position (pts, rgb array, corrupt flag), and the
@@ -196,6 +205,8 @@ def strict_reference(path: str, stream: int | None = None, *, max_frames: int = 
                 try:
                     packet = next(packets)
                 except StopIteration:
+                    break
+                except IndexError:  # PyAV's end-of-file flush, when a stream appeared mid-file: every packet was read
                     break
                 except av.FFmpegError as e:
                     ref.error = ref.error or f"demux: {e}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "VideoError",
     "VideoOpenError",
@@ -46,7 +48,20 @@ class FrameIndexError(VideoError, IndexError):
 
 
 class DecodeError(VideoError):
-    """Decoding failed or produced a corrupt (concealed) frame."""
+    """Decoding failed or produced a corrupt (concealed) frame.
+
+    ``frames``: the frame indices that failed, ascending: frames that are corrupt
+    themselves or were decoded after a damaged one (they may predict from it). Frames
+    of the same request that are not listed were delivered. Empty when unknown (the
+    whole request failed).
+    """
+
+    def __init__(self, path: str, problem: str, frames: Iterable[int] = ()):
+        self.frames: tuple[int, ...] = tuple(sorted({int(f) for f in frames}))
+        super().__init__(path, problem)
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem, self.frames))
 
 
 class DecodeTimeoutError(DecodeError):

@@ -130,9 +130,35 @@ def _index(args) -> int:
             console.print(f"{len(gone)} indexed file(s) vanished" + (" (pruned)" if args.prune else " (use --prune to forget them)"))
             for p in gone[: args.limit]:
                 console.print(f"  [yellow]vanished[/yellow] {p}")
-        return 1 if errors else 0
+        bad = _verify(ok, args, console) if args.verify else 0
+        return 1 if errors or bad else 0
     finally:
         store.close()
+
+
+def _verify(metas, args, console) -> int:
+    """``index --verify``: decode every indexed file (threads, progress bar); print the
+    bad files with their reasons. Returns how many are bad."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.markup import escape
+    from tqdm import tqdm
+
+    from .decoding import verify_video
+
+    workers = args.workers or len(os.sched_getaffinity(0))
+    bad = []
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(metas), unit="file", desc="verifying", disable=args.quiet) as bar:
+        for r in pool.map(verify_video, metas):
+            bar.update(1)
+            if not r.ok:
+                bad.append(r)
+    for r in bad:
+        reason = f"{type(r.error).__name__}: {r.error.problem}" if r.error else ""
+        console.print(f"[red]bad[/red] {escape(r.path)}: {len(r.bad_frames)} of {r.num_frames} frames fail ({escape(reason)})")
+    console.print(f"verified {len(metas)} file(s): {len(metas) - len(bad)} decode, {len(bad)} bad")
+    return len(bad)
 
 
 def _inspect(args) -> int:
@@ -246,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--prune", action="store_true", help="forget vanished files")
     i.add_argument("--limit", type=_int_at_least(0), default=50, help="table rows to print (default: %(default)s)")
     i.add_argument("--quiet", action="store_true")
+    i.add_argument("--verify", action="store_true",
+                   help="also decode every frame of every file (about one sequential decode each) and list the files "
+                        "with frames that fail, with the reason; exit code 1 if any")
     i.set_defaults(fn=_index)
 
     s = sub.add_parser("inspect", help="print one file's index facts as JSON")

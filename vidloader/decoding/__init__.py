@@ -20,6 +20,7 @@ from ._pyav import (
     check_interpolation,
     frame_to_array,
 )
+from ._verify import VerifyResult, verify_video
 from ._video_file import Frame, FrameBatch, VideoFile
 
 __all__ = [
@@ -36,10 +37,12 @@ __all__ = [
     "ReaderPool",
     "ReaderPoolProtocol",
     "UnsupportedByBackendError",
+    "VerifyResult",
     "VideoFile",
     "check_interpolation",
     "frame_to_array",
     "get_backend",
     "put_frame",
     "read_dataset_frames",
+    "verify_video",
 ]

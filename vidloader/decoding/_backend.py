@@ -34,7 +34,7 @@ from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .._errors import VideoError
+from .._errors import DecodeError, VideoError
 from ..index import VideoMetadata
 from ..planning import DecodeJob
 from ._pyav import DecodeCounters, PyAVReader, frame_to_array
@@ -181,10 +181,27 @@ class PyAVArrayReader:
         self.reader = PyAVReader(meta, skip_nonref=skip_nonref)
 
     def decode_arrays(self, job, emit, counters, *, size, rotation, interpolation, decoder=None, timeout=None, sequential=False) -> None:
+        """With ``size=None`` a frame whose size differs from the stream's (the size
+        changes mid-stream) is not emitted: :class:`DecodeError` names it once the job
+        ends; the job's other frames are emitted. With a ``size`` it is scaled like
+        every other frame."""
+        meta = self.meta
+        odd: dict[int, tuple[int, int]] = {}  # frame -> its (height, width)
+
         def on_frame(i, frame):
+            if size is None and (frame.height, frame.width) != (meta.height, meta.width):
+                odd[i] = (frame.height, frame.width)
+                return
             emit(i, frame_to_array(frame, size=size, rotation=rotation, interpolation=interpolation))
 
-        self.reader.decode(job, on_frame, counters, decoder=decoder, timeout=timeout, sequential=sequential)
+        try:
+            self.reader.decode(job, on_frame, counters, decoder=decoder, timeout=timeout, sequential=sequential)
+        except DecodeError as e:
+            if odd:
+                raise type(e)(e.path, f"{e.problem}; {_size_problem(meta, odd)}", set(e.frames) | set(odd)) from None
+            raise
+        if odd:
+            raise DecodeError(meta.path, _size_problem(meta, odd), odd)
 
     def close(self) -> None:
         self.reader.close()
@@ -420,6 +437,16 @@ class _PyAVPool(ReaderPool):
             self._release(video)
         elif reader.reader.decoder_key is not None:
             self._decoders().pop(reader.reader.decoder_key, None)
+
+
+def _size_problem(meta: VideoMetadata, odd: dict[int, tuple[int, int]]) -> str:
+    frames = sorted(odd)
+    h, w = odd[frames[0]]
+    more = f" (and {len(frames) - 1} more)" if len(frames) > 1 else ""
+    return (
+        f"frame {frames[0]}{more} is {h}x{w} (HxW), not the stream's {meta.height}x{meta.width}: the frame size "
+        f"changes mid-stream; pass size=(H, W) to scale every frame to one size"
+    )
 
 
 # --------------------------------------------------------------------------- selection

@@ -22,14 +22,16 @@ from typing import Any, Literal
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 
 from .._errors import DecodeError, DecodeTimeoutError, IndexMismatchError
-from ..index import VideoMetadata, check_unchanged, open_container
+from ..index import VideoMetadata, check_unchanged, demux_packets, open_container
 from ..planning import DecodeJob
 from ._pyav_modes import (
     ContinueMode,
     CountMode,
     Cursor,
+    DecodeOrder,
     HeldFrames,
     JobMode,
     SeekMode,
@@ -109,7 +111,7 @@ class PyAVReader:
 
     def __init__(self, meta: VideoMetadata, *, skip_nonref: bool = True):
         self.meta = meta
-        self._deadline: tuple[float, float, list] | None = None  # (monotonic end, timeout, frames) of the running job
+        self._deadline: tuple[float, float, list[int], set[int]] | None = None  # (monotonic end, timeout, wanted, emitted) of the running job
         self._cursor: Cursor | None = None  # where a sequential job left the demuxer and decoder
         self.skip_nonref = skip_nonref and meta.codec in _SKIP_NONREF_CODECS
         self._container, self._stream = open_container(meta.path, meta.stream_index)
@@ -142,31 +144,37 @@ class PyAVReader:
 
     def packets_from_entry(self, entry: int, counters: DecodeCounters):
         """Demux packets starting exactly at keyframe ``entry`` (-1: the file start); counts
-        the seek."""
+        the seek. The first packet is the one with the keyframe's pts, flagged keyframe;
+        where a seek does not reach it, an earlier target or the file start does."""
         meta, s = self.meta, self._stream
         counters.seeks += 1
         if entry < 0:
             self._container.seek(0, stream=s, backward=True)
-            yield from self._container.demux(s)
+            yield from demux_packets(self._container, s)
             return
         kf_pts = int(meta.pts[meta.keyframes[entry]])
         targets = [int(meta.key_dts[e]) for e in range(entry, -1, -1)][:3]
         for target in targets:
             self._container.seek(target, stream=s, backward=True, any_frame=False)
-            packets = self._container.demux(s)
+            packets = demux_packets(self._container, s)
             for packet in packets:
                 self._tick()
                 if packet.size == 0:
                     continue
-                if packet.pts == kf_pts:
+                if packet.pts == kf_pts and packet.is_keyframe:
                     yield packet
                     yield from packets
                     return
+                if packet.pts == kf_pts:
+                    # Not the keyframe the index saw: after this seek the demuxer labels
+                    # packets otherwise than when reading from the start (a damaged AVI
+                    # index shifts them by one). Seek further back, down to the file start.
+                    break
                 if packet.dts is not None and packet.dts > meta.key_dts[entry]:
                     break  # overshot the keyframe: seek further back
         # Last resort: from the start of the file.
         self._container.seek(0, stream=s, backward=True)
-        packets = self._container.demux(s)
+        packets = demux_packets(self._container, s)
         for packet in packets:
             self._tick()
             if packet.pts == kf_pts:
@@ -196,43 +204,52 @@ class PyAVReader:
 
         ``decoder`` is a shared decoder from :meth:`new_decoder` (of any file with the
         same ``decoder_key``); by default the file's own is used. Raises
-        :class:`DecodeError` (naming the file and the frames not produced) when
-        decoding fails or a frame comes out corrupt; frames emitted before the
-        failure are exact. Raises :class:`DecodeTimeoutError` when the job runs
-        longer than ``timeout`` seconds (checked between packets), and
-        :class:`IndexMismatchError` when the file's size or mtime no longer match
-        the index. After an error, discard the reader and the decoder.
+        :class:`DecodeError` when decoding fails or a frame comes out corrupt; its
+        ``frames`` are the wanted frames not emitted: those decoded at or after the
+        damage (:class:`DecodeOrder`), or never produced. Every emitted frame is
+        exact, also those emitted before the error is raised. Raises
+        :class:`DecodeTimeoutError` when the job runs longer than ``timeout``
+        seconds (checked between packets), and :class:`IndexMismatchError` when the
+        file's size or mtime no longer match the index. After an error, discard the
+        reader and the decoder.
         """
         meta = self.meta
         wanted = [int(i) for i in job.frames]
         check_unchanged(meta)
-        self._deadline = None if timeout is None else (time.monotonic() + timeout, timeout, wanted)
+        done: set[int] = set()
+
+        def emit_once(i: int, frame: av.VideoFrame) -> None:
+            emit(i, frame)
+            done.add(i)
+
+        self._deadline = None if timeout is None else (time.monotonic() + timeout, timeout, wanted, done)
         try:
             if meta.seekable and sequential:
-                self._decode_continuing(job, wanted, emit, counters)
+                self._decode_continuing(job, wanted, emit_once, counters)
             elif meta.seekable:
                 self._cursor = None
                 cc = decoder if decoder is not None else self._stream.codec_context
                 if cc.is_open:
                     cc.flush_buffers()
-                packets = self.packets_from_entry(job.entry, counters)
-                self._run(cc, packets, SeekMode(meta, wanted), HeldFrames(emit, cc), counters)
+                self._run_from_entry(job.entry, cc, lambda: SeekMode(meta, wanted), HeldFrames(emit_once, cc), counters)
             else:
                 self._cursor = None
                 cc = self._reopen()
                 packets = self.packets_from_entry(-1, counters)
-                self._run(cc, packets, CountMode(wanted), HeldFrames(emit, cc), counters)
+                self._run(cc, packets, CountMode(wanted), HeldFrames(emit_once, cc), counters, order=DecodeOrder(by_pts=False))
         except av.FFmpegError as e:
-            raise DecodeError(meta.path, f"decoding frames {_fmt(wanted)} failed ({e.strerror or e})") from None
+            lost = [i for i in wanted if i not in done]
+            raise DecodeError(meta.path, f"decoding frames {_fmt(lost)} failed ({e.strerror or e})", lost) from None
         finally:
             self._deadline = None
 
     def _tick(self) -> None:
         """Raise :class:`DecodeTimeoutError` once the running job is past its deadline."""
         if self._deadline is not None and time.monotonic() > self._deadline[0]:
-            _, timeout, wanted = self._deadline
+            _, timeout, wanted, done = self._deadline
+            lost = [i for i in wanted if i not in done]
             raise DecodeTimeoutError(
-                self.meta.path, f"decoding frames {_fmt(wanted)} took longer than the decode timeout ({timeout:g} s); frames not delivered"
+                self.meta.path, f"decoding frames {_fmt(lost)} took longer than the decode timeout ({timeout:g} s); frames not delivered", lost
             )
 
     def _decode_continuing(self, job: DecodeJob, wanted: list[int], emit, counters: DecodeCounters) -> None:
@@ -253,18 +270,45 @@ class PyAVReader:
         meta = self.meta
         cur, self._cursor = self._cursor, None  # restored only when this job succeeds
         if cur is not None and wanted[0] >= cur.last and job.entry <= cur.gop + 1:
-            cc, packets, kept, outputs, ended = cur.cc, cur.packets, cur.held, cur.outputs, cur.ended
+            cc, packets, kept, outputs, ended, order = cur.cc, cur.packets, cur.held, cur.outputs, cur.ended, cur.order
         else:
             cc = self._stream.codec_context
             if cc.is_open:
                 cc.flush_buffers()
-            packets, kept, outputs, ended = self.packets_from_entry(job.entry, counters), {}, 0, False
-        mode = ContinueMode(meta, wanted, kept)
-        held = HeldFrames(emit, cc, outputs=outputs, pending=[(kept[i][0], i, kept[i][1]) for i in wanted if i in kept])
-        ended = self._run(cc, packets, mode, held, counters, ended=ended)
+            packets = None
+        if packets is not None:
+            mode = ContinueMode(meta, wanted, kept)
+            held = HeldFrames(emit, cc, outputs=outputs, pending=[(kept[i][0], i, kept[i][1]) for i in wanted if i in kept])
+            ended = self._run(cc, packets, mode, held, counters, ended=ended, order=order)
+        else:
+            held = HeldFrames(emit, cc)
+            mode, packets, order, ended = self._run_from_entry(job.entry, cc, lambda: ContinueMode(meta, wanted, {}), held, counters)
         last = wanted[-1]
         gop = int(np.searchsorted(meta.keyframes, last, side="right")) - 1
-        self._cursor = Cursor(cc=cc, packets=packets, last=last, gop=gop, outputs=held.outputs, held=mode.keep, ended=ended)
+        self._cursor = Cursor(
+            cc=cc, packets=packets, last=last, gop=gop, outputs=held.outputs, held=mode.keep, ended=ended, order=order
+        )
+
+    def _run_from_entry(self, entry: int, cc: Any, make_mode: Callable[[], Any], held: HeldFrames, counters: DecodeCounters):
+        """Seek to keyframe ``entry`` and :meth:`_run` a fresh ``make_mode()``. A keyframe
+        of the index that does not decode as an intra frame (damaged keyframe flags, or a
+        damaged picture type) would be predicted from nothing, unlike in a sequential
+        decode: the job then starts again from the keyframe before it, down to the file
+        start, where both decodes agree. Returns (mode, packets, order, ended)."""
+        while True:
+            mode, order = make_mode(), DecodeOrder()
+            packets = self.packets_from_entry(entry, counters)
+            kf_pts = int(self.meta.pts[self.meta.keyframes[entry]]) if entry >= 0 else None
+            try:
+                ended = self._run(cc, packets, mode, held, counters, order=order, entry_pts=kf_pts)
+                return mode, packets, order, ended
+            except _NotIntra:
+                if self.skip_nonref:
+                    cc.skip_frame = "DEFAULT"
+                entry -= 1
+                held.pending.clear()
+                held.outputs = 0
+                cc.flush_buffers()
 
     def _reopen(self) -> Any:
         """Reopen the file (a fresh demuxer and decoder); returns the decoder."""
@@ -282,23 +326,41 @@ class PyAVReader:
         held: HeldFrames,
         counters: DecodeCounters,
         *,
+        order: DecodeOrder,
         ended: bool = False,
+        entry_pts: int | None = None,
     ) -> bool:
         """The decode loop of every job: feed ``packets`` to ``cc`` until ``mode`` is
         finished or the stream ends, emitting wanted frames through ``held``. Returns
-        whether the stream ended (the decoder is drained)."""
+        whether the stream ended (the decoder is drained).
+
+        Damage (a concealed frame, a packet the decoder rejects, a demuxing or draining
+        error) ends the job: the decoder is drained, the held and drained frames that
+        ``order`` trusts are emitted, and :class:`DecodeError` names the wanted frames
+        left (none left: the job succeeds, as if the stream had ended there).
+
+        ``entry_pts``: the pts of the keyframe the job seeked to; the first frame out at
+        or after it must be that keyframe, decoded as an intra frame (else
+        :class:`_NotIntra`, before any wanted frame is emitted: they all follow it)."""
         meta = self.meta
         skipping = False
         skipped_pts: list = []
         out_pts: set = set()
 
+        check = entry_pts
+
         def take(frames) -> None:
+            nonlocal check
             for f in frames:
                 counters.frames_decoded += 1
                 index = mode.identify(f)
                 if f.is_corrupt:
-                    lost = sorted(mode.left() + held.frames())
-                    raise DecodeError(meta.path, f"frame {index} is corrupt (decoder concealed errors); frames {_fmt(lost)} not delivered")
+                    order.damage_at(f)
+                    raise _Damaged(f"frame {index if index >= 0 else f'with pts {f.pts}'} is corrupt (decoder concealed errors)")
+                if check is not None and f.pts is not None and f.pts >= check:
+                    if f.pts != check or not (f.key_frame or f.pict_type in _INTRA_TYPES):
+                        raise _NotIntra()
+                    check = None
                 if index < 0:
                     raise IndexMismatchError(meta.path, f"decoder output a frame with pts {f.pts} that is not in the index (the stream is damaged, or the file changed since it was indexed)")
                 out_pts.add(f.pts)
@@ -306,7 +368,12 @@ class PyAVReader:
                 mode.came_out(index, held.outputs, f)
 
         def drain() -> None:
-            take(cc.decode(None))
+            try:
+                frames = cc.decode(None)
+            except av.FFmpegError as e:
+                order.damage(None)
+                raise _Damaged(f"draining the decoder failed ({e.strerror or e})") from None
+            take(frames)
             held.release_all()  # drained: every frame decoded after a held one came out clean
 
         held.release()  # frames kept from a previous job
@@ -316,7 +383,10 @@ class PyAVReader:
                     held.release_all()
                     break
                 self._tick()
-                packet = next(packets, None)
+                try:
+                    packet = next(packets, None)
+                except av.FFmpegError as e:  # the frames already sent are intact: keep them
+                    raise _Damaged(f"reading packets failed ({e.strerror or e})") from None
                 if packet is None:
                     drain()
                     ended = True
@@ -331,20 +401,22 @@ class PyAVReader:
                     if skip:
                         skipped_pts.append(packet.pts)
                 counters.packets_sent += 1
+                position = order.send(packet)
                 try:
                     frames = cc.decode(packet)
-                except av.FFmpegError:
-                    held.release_all()  # frames out before the failing packet was sent do not depend on it
-                    raise
+                except av.FFmpegError as e:
+                    order.damage(position)
+                    i = frame_of_pts(meta, packet.pts) if order.by_pts else -1
+                    what = f"the packet of frame {i}" if i >= 0 else f"a packet (pts {packet.pts})"
+                    raise _Damaged(f"decoding {what} failed ({e.strerror or e})") from None
                 take(frames)
                 mode.sent(packet)
             else:
                 if mode.drains:
                     drain()
-        except av.FFmpegError:
-            if mode.release_on_stream_error:
-                held.release_all()
-            raise
+        except _Damaged as damaged:
+            self._salvage(cc, mode, held, order, counters, damaged.problem)
+            ended = True
         if skipping:
             cc.skip_frame = "DEFAULT"
         # Output is in presentation order: a skipped frame that has not come out by now
@@ -352,5 +424,46 @@ class PyAVReader:
         counters.frames_skipped += sum(1 for p in skipped_pts if p not in out_pts)
         problem = mode.missing()
         if problem is not None:
-            raise DecodeError(meta.path, problem)
+            lost = mode.left()
+            raise DecodeError(meta.path, problem, lost)
         return ended
+
+    def _salvage(self, cc: Any, mode: JobMode, held: HeldFrames, order: DecodeOrder, counters: DecodeCounters, problem: str) -> None:
+        """After damage: drain the decoder (every frame decoded so far comes out), emit
+        the wanted frames ``order`` trusts, and raise :class:`DecodeError` naming the
+        wanted frames left. Returns only when none is left."""
+        try:
+            rest = cc.decode(None)
+        except av.FFmpegError:
+            rest = []
+        for f in rest:
+            counters.frames_decoded += 1
+            if f.is_corrupt:
+                order.damage_at(f)
+                continue
+            index = mode.identify(f)
+            if index >= 0 and mode.claim(index, f):
+                held.hold(index, f)
+        dropped = held.release_trusted(order.trusted)
+        if isinstance(mode, ContinueMode):  # frames kept for the next job: only trusted ones
+            mode.keep = {i: x for i, x in mode.keep.items() if order.trusted(x[1])}
+        lost = sorted(set(mode.left()) | set(dropped))
+        if lost:
+            after = " (decoded at or after the damage, or never produced)" if order.first_bad is not None else ""
+            raise DecodeError(self.meta.path, f"{problem}; frames {_fmt(lost)} not delivered{after}", lost)
+
+
+# Picture types a keyframe may decode as (NONE: a decoder that does not say).
+_INTRA_TYPES = frozenset({int(PictureType.I), int(PictureType.SI), int(PictureType.NONE)})
+
+
+class _NotIntra(Exception):
+    """The entry keyframe did not decode as an intra frame."""
+
+
+class _Damaged(Exception):
+    """The decoder met damage; :meth:`PyAVReader._salvage` decides what is still exact."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem

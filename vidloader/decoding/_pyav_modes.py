@@ -13,7 +13,8 @@ the three ways to run a job differ only in the small policies here:
 - :class:`CountMode`: files whose timestamps cannot identify frames: frame ``i`` is the
   ``i``-th output from the file start; nothing is skipped.
 
-:class:`HeldFrames` is the concealment guard shared by all three.
+:class:`HeldFrames` is the concealment guard shared by all three, and
+:class:`DecodeOrder` decides, after damage, which frames are still trustworthy.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..index import VideoMetadata
 
-__all__ = ["ContinueMode", "CountMode", "Cursor", "HeldFrames", "JobMode", "SeekMode", "fmt_frames", "frame_of_pts"]
+__all__ = ["ContinueMode", "CountMode", "Cursor", "DecodeOrder", "HeldFrames", "JobMode", "SeekMode", "fmt_frames", "frame_of_pts"]
 
 Kept = dict[int, tuple[int, av.VideoFrame]]  # frame index -> (output number, frame)
 
@@ -90,8 +91,81 @@ class HeldFrames:
         for _, i, f in held:
             self._emit(i, f)
 
+    def release_trusted(self, trusted: Callable[[av.VideoFrame], bool]) -> list[int]:
+        """After damage, with the decoder drained: emit the held frames ``trusted``
+        accepts; returns the indices of the others, dropped."""
+        held, self.pending = self.pending, []
+        dropped = []
+        for _, i, f in held:
+            if trusted(f):
+                self._emit(i, f)
+            else:
+                dropped.append(i)
+        return dropped
+
+    def hold(self, index: int, frame: av.VideoFrame) -> None:
+        """Hold a wanted frame that came out while draining after damage."""
+        self.pending.append((self.outputs, index, frame))
+
     def frames(self) -> list[int]:
         return [i for _, i, _ in self.pending]
+
+
+class DecodeOrder:
+    """Which frames can be trusted after damage (a concealed frame, a packet the decoder
+    rejected).
+
+    A frame can only predict from frames decoded before it, so a frame decoded before
+    the first damage is exact, and one decoded at or after it may carry the damage
+    (FFmpeg flags only the concealed frame itself, not the frames predicted from it).
+    Decode order is the order packets are sent: a frame is placed by its pts
+    (``by_pts``: packet and frame pts agree, as the index checked for seekable files).
+    Where the place of the damage or of a frame is unknown (no pts, a pts sent twice,
+    frames identified by count), the frame is not trusted. Frames decoded before the
+    damage that have not come out yet do so when the decoder is drained."""
+
+    def __init__(self, *, by_pts: bool = True):
+        self.by_pts = by_pts
+        self.sent: dict[int, int] = {}  # pts -> send position (the first, when sent twice)
+        self.twice: set[int] = set()
+        self.count = 0
+        self.first_bad: int | None = None  # send position of the first damage (-1: unknown)
+
+    def send(self, packet: av.Packet) -> int:
+        """Record a packet about to be sent; returns its send position."""
+        pos = self.count
+        self.count += 1
+        pts = packet.pts
+        if self.by_pts and pts is not None:
+            if pts in self.sent:
+                self.twice.add(pts)
+            else:
+                self.sent[pts] = pos
+        return pos
+
+    def position(self, frame: av.VideoFrame) -> int | None:
+        """Send position of ``frame``'s packet (None: unknown)."""
+        if not self.by_pts or frame.pts is None or frame.pts in self.twice:
+            return None
+        return self.sent.get(frame.pts)
+
+    def damage(self, position: int | None) -> None:
+        """Damage at send position ``position`` (None: somewhere unknown)."""
+        p = -1 if position is None else position
+        self.first_bad = p if self.first_bad is None else min(self.first_bad, p)
+
+    def damage_at(self, frame: av.VideoFrame) -> None:
+        """``frame`` came out concealed: the damage is at its packet (the first, when its
+        pts was sent twice)."""
+        pts = frame.pts
+        self.damage(self.sent.get(pts) if self.by_pts and pts is not None else None)
+
+    def trusted(self, frame: av.VideoFrame) -> bool:
+        """Whether ``frame`` was decoded before any damage."""
+        if self.first_bad is None:
+            return True
+        pos = self.position(frame)
+        return pos is not None and pos < self.first_bad
 
 
 class JobMode(Protocol):
@@ -99,9 +173,6 @@ class JobMode(Protocol):
 
     #: drain the decoder once :meth:`finished` (else leave it mid-stream for a next job)
     drains: bool
-    #: also emit the held frames when seeking, demuxing or draining fails (a failing
-    #: packet always releases them: frames out before it was sent do not depend on it)
-    release_on_stream_error: bool
 
     def identify(self, frame: av.VideoFrame) -> int:
         """Index of a frame the decoder output (-1: not in the index)."""
@@ -130,7 +201,6 @@ class _ByPts:
     """Frames identified by their pts in the index (seekable files)."""
 
     drains = True
-    release_on_stream_error = True
 
     def __init__(self, meta: VideoMetadata, wanted: list[int], have: Kept | None = None):
         self.meta = meta
@@ -181,7 +251,6 @@ class ContinueMode(_ByPts):
     feeding packets once its wanted frames are out and emitted, without draining."""
 
     drains = False
-    release_on_stream_error = False
 
     def __init__(self, meta: VideoMetadata, wanted: list[int], kept: Kept):
         super().__init__(meta, wanted, kept)
@@ -203,7 +272,6 @@ class CountMode:
     """Frame ``i`` is the ``i``-th output from the file start: nothing may be skipped."""
 
     drains = True
-    release_on_stream_error = True
 
     def __init__(self, wanted: list[int]):
         self.wanted = wanted
@@ -244,8 +312,9 @@ class Cursor:
     """Where a sequential job stopped: the demuxer's packet iterator and the decoder that
     has been fed up to it, the job's last wanted frame ``last`` (in GOP ``gop``), the
     number of frames the decoder has output since the seek (``outputs``), the frames
-    already output from ``last`` on (``held``: index -> (output number, frame)), and
-    whether the stream ended (the decoder is drained: only ``held`` frames remain)."""
+    already output from ``last`` on (``held``: index -> (output number, frame)),
+    whether the stream ended (the decoder is drained: only ``held`` frames remain), and
+    the send order of the packets fed since the seek (``order``)."""
 
     cc: Any
     packets: Any
@@ -254,3 +323,4 @@ class Cursor:
     outputs: int
     held: Kept = field(default_factory=dict)
     ended: bool = False
+    order: DecodeOrder = field(default_factory=DecodeOrder)

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .._errors import FrameIndexError
+from .._errors import DecodeError, FrameIndexError
 from .._types import SizeLike, check_size
 from ..index import TimeLike, VideoMetadata, frames_shown_at, probe_video
 from ..planning import plan_requests
@@ -145,7 +145,10 @@ class VideoFile:
     def get_frames(self, indices: Sequence[int] | np.ndarray, *, size: SizeLike | None = None) -> FrameBatch:
         """Frames at ``indices``, in the caller's order (duplicates allowed, decoded once).
         Indices are ints (Python or numpy integers; floats and bools are refused, even
-        ``2.0``: a frame number is a count, a time goes to :meth:`get_frames_played_at`)."""
+        ``2.0``: a frame number is a count, a time goes to :meth:`get_frames_played_at`).
+
+        A :class:`DecodeError` is raised once every GOP asked for has been tried; its
+        ``frames`` name every frame asked for that failed."""
         idx = self._check_indices(indices)
         meta = self.metadata
         rotation = meta.rotation if self.rotate else 0
@@ -165,6 +168,7 @@ class VideoFile:
                 put_frame(out, rows, arr)
                 self.counters.frames_delivered += len(rows)
 
+            failed: list[DecodeError] = []
             for job in plan.jobs:
                 if self._reader is None:  # closed after a failure: start afresh
                     self._reader = self.backend.open(meta, skip_nonref=self._skip_nonref)
@@ -172,12 +176,17 @@ class VideoFile:
                     self._reader.decode_arrays(
                         job, emit, self.counters, size=size, rotation=rotation, interpolation=self.interpolation
                     )
-                except BaseException:
-                    # The decoder state is unknown after a failure: start afresh next call.
-                    # (Reopened at the next call, so that this error is the one raised.)
+                except BaseException as e:
+                    # The decoder state is unknown after a failure: start afresh next job.
                     self._reader.close()
                     self._reader = None
-                    raise
+                    if not isinstance(e, DecodeError):
+                        raise
+                    failed.append(e)  # the other jobs' frames may decode: one error names them all
+            if failed:
+                first = failed[0]
+                more = f" (and {len(failed) - 1} more failing stretch{'es' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
+                raise type(first)(first.path, first.problem + more, [f for e in failed for f in e.frames])
         pts = meta.pts_seconds[idx] if idx.shape[0] else np.zeros(0)
         return FrameBatch(
             data=out,

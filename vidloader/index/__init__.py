@@ -1,7 +1,7 @@
 """The video index: per-file frame tables, persisted in SQLite, and the dataset over many files."""
 
 from ._dataset import VIDEO_EXTENSIONS, DatasetFingerprint, VideoDataset, expand_paths
-from ._probe import VideoMetadata, check_unchanged, open_container, probe_video
+from ._probe import VideoMetadata, check_unchanged, demux_packets, open_container, probe_video
 from ._scenes import SceneDataset, scan_scenes
 from ._store import VideoIndex, default_index_path
 from ._time import FLOAT_TICK_TOLERANCE, TimeLike, frames_shown_at, frames_shown_at_ticks
@@ -18,6 +18,7 @@ __all__ = [
     "VideoMetadata",
     "check_unchanged",
     "default_index_path",
+    "demux_packets",
     "expand_paths",
     "frames_shown_at",
     "frames_shown_at_ticks",

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -29,7 +31,7 @@ from .._errors import (
     VideoOpenError,
 )
 
-__all__ = ["VideoMetadata", "check_unchanged", "probe_video", "open_container"]
+__all__ = ["VideoMetadata", "check_unchanged", "demux_packets", "probe_video", "open_container"]
 
 # Frames decoded at index time to check that packet timestamps match decoder output.
 _VERIFY_FRAMES = 6
@@ -165,6 +167,19 @@ def _discard_others(container, s) -> None:
                 return
 
 
+def demux_packets(container, stream) -> Iterator[Any]:
+    """``container.demux(stream)``, ending cleanly where a stream appears mid-file.
+
+    PyAV sizes its table of streams when demuxing starts. A stream the demuxer adds
+    later (a damaged MPEG-TS announces one) is never yielded, but makes the flush at
+    the end of the file raise ``IndexError``, after every packet was read and the
+    chosen stream's own flush packet was yielded: nothing of the stream is lost."""
+    try:
+        yield from container.demux(stream)
+    except IndexError:
+        return
+
+
 def open_container(path: str, stream: int | None = None):
     """Open ``path`` and pick its video stream; errors name the file and the problem."""
     _check_file(path)
@@ -203,7 +218,7 @@ def _decode_all(path: str, container, s):
     keys: list[bool] = []
     first = None
     try:
-        for packet in container.demux(s):
+        for packet in demux_packets(container, s):
             for f in cc.decode(packet):
                 if f.is_corrupt:
                     raise DecodeError(path, f"frame {len(pts)} is corrupt (decoder concealed errors)")
@@ -231,6 +246,29 @@ def _header_end(container, s, pts: np.ndarray, end_pts: int) -> int:
     return end_pts
 
 
+def _seeks_land(container, s, key_pts: np.ndarray, key_dts: np.ndarray, key_pos: dict) -> bool:
+    """Whether a seek to each keyframe reaches the packet a read from the start labels with
+    its pts. AVI timestamps are frame counts: after a seek the demuxer counts from its
+    index, and a damaged index makes it label packets otherwise (the keyframe's pts on
+    another frame's data), which no check of the decoded frame can see. Demuxing only:
+    one seek and a few packets per keyframe."""
+    for kpts, kdts in zip(key_pts.tolist(), key_dts.tolist()):
+        want = key_pos.get(kpts)
+        if want is None or want < 0:
+            continue  # position unknown: nothing to compare
+        container.seek(int(kdts), stream=s, backward=True, any_frame=False)
+        for packet in demux_packets(container, s):
+            if packet.size == 0:
+                continue
+            if packet.pts == kpts:
+                if packet.pos != want:
+                    return False
+                break
+            if packet.dts is not None and packet.dts > kdts:
+                break  # overshot: readers seek further back
+    return True
+
+
 def probe_video(path: str | os.PathLike, stream: int | None = None) -> VideoMetadata:
     """Index one file. Raises a :class:`VideoError` subclass naming the file on failure."""
     path = os.path.abspath(os.fspath(path))
@@ -251,9 +289,9 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
     if tb is None or tb == 0:
         raise VideoOpenError(path, "video stream has no time base")
     # 1. Demux packets only.
-    ppts, pdts, pkey, pend = [], [], [], []
+    ppts, pdts, pkey, pend, ppos = [], [], [], [], []
     try:
-        for packet in container.demux(s):
+        for packet in demux_packets(container, s):
             if packet.size == 0:
                 continue  # demuxer flush packet
             if packet.is_discard:
@@ -261,6 +299,7 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
             ppts.append(packet.pts)
             pdts.append(packet.dts)
             pkey.append(packet.is_keyframe)
+            ppos.append(packet.pos)
             if packet.pts is not None:
                 pend.append(packet.pts + (packet.duration or 0))
     except av.FFmpegError as e:
@@ -283,7 +322,7 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
     head: list[int | None] = []
     first = None
     try:
-        for packet in container.demux(s):
+        for packet in demux_packets(container, s):
             for f in cc.decode(packet):
                 if f.is_corrupt:
                     raise DecodeError(path, f"frame {len(head)} is corrupt (decoder concealed errors)")
@@ -313,6 +352,10 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
         end_pts = max(pend) if pend else int(pts[-1]) + 1
         seekable, how = True, "packets"
         end_pts = _header_end(container, s, pts, end_pts)
+        key_pos = {p: q for p, q, k in zip(ppts, ppos, pkey) if k}
+        if container.format.name == "avi" and not _seeks_land(container, s, pts[keyframes], key_dts, key_pos):
+            # Decoded from the start, frames counted, as a sequential decode reads them.
+            seekable, keyframes, key_dts = False, np.zeros(1, dtype=np.int64), pts[:1].copy()
     else:
         cc.flush_buffers()
         fpts, fkeys, _ = _decode_all(path, container, s)

@@ -26,7 +26,7 @@ from ._probe import VideoMetadata, probe_video
 
 __all__ = ["VideoIndex", "default_index_path"]
 
-_FORMAT = 1  # bump when the table layout or the indexing rules change
+_FORMAT = 2  # bump when the table layout or the indexing rules change (2: AVI seeks checked)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (
     path TEXT NOT NULL,

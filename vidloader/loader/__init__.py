@@ -4,6 +4,6 @@ from ._batch import Batch
 from ._epochs import RepeatedEpochWarning
 from ._fetch import FetchStage, Fetched, LocalFiles
 from ._loader import VideoLoader
-from ._stats import LoaderStats
+from ._stats import FileErrors, LoaderStats
 
-__all__ = ["Batch", "FetchStage", "Fetched", "LoaderStats", "LocalFiles", "RepeatedEpochWarning", "VideoLoader"]
+__all__ = ["Batch", "FetchStage", "Fetched", "FileErrors", "LoaderStats", "LocalFiles", "RepeatedEpochWarning", "VideoLoader"]

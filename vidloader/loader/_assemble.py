@@ -20,7 +20,7 @@ from ._batch import Batch
 from ._decode import JobResult
 from ._frame_cache import FrameCache, fill_rows
 
-__all__ = ["BatchAssembler", "ErrorPolicy", "Window", "WindowOutcome", "finish_window"]
+__all__ = ["BatchAssembler", "ErrorPolicy", "RowError", "Window", "WindowOutcome", "finish_window"]
 
 
 @dataclass(eq=False)
@@ -39,10 +39,23 @@ class Window:
         return self.plan.start
 
 
+@dataclass(frozen=True, eq=False)
+class RowError:
+    """An error and the window rows it left unfilled (``rows``, ``row`` the first), in
+    video ``video``."""
+
+    row: int
+    error: VideoError
+    video: int
+    rows: tuple[int, ...]
+
+
 @dataclass
 class WindowOutcome:
-    """A finished window: its ``good`` item numbers, its ``errors`` (first failed row,
-    error, video), the items they spoil (``bad_items``), and what finishing it cost."""
+    """A finished window: its ``good`` item numbers, its ``errors`` (by first failed
+    row), the items each error spoils (``error_items``, parallel to ``errors``; an item
+    with several failed rows counts for the error of its first), ``bad_items`` their
+    sum, and what finishing it cost."""
 
     good: np.ndarray
     counters: DecodeCounters = field(default_factory=DecodeCounters)
@@ -51,12 +64,14 @@ class WindowOutcome:
     cache_hits: int = 0
     cache_fill_seconds: float = 0.0
     wait_seconds: float = 0.0
-    errors: list[tuple[int, VideoError, int]] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    error_items: list[int] = field(default_factory=list)
     bad_items: int = 0
 
 
 class ErrorPolicy:
-    """``"raise"``: the first bad item's error (in the window's order) is raised.
+    """``"raise"``: the first bad item's error (in the window's order) is raised when
+    the batch that would hold the item is cut; the items before it are delivered.
     ``"skip"``: bad items are dropped and counted. A file that is unusable as a whole
     (any :class:`VideoError` other than a :class:`DecodeError`) is remembered in
     :attr:`bad_videos`, and later windows do not decode it."""
@@ -66,30 +81,33 @@ class ErrorPolicy:
         self.metas = metas
         self.bad_videos: dict[int, VideoError] = {}
 
-    def settle(self, errors: list[tuple[int, VideoError, int]]) -> list[str]:
-        """Apply the policy to a window's errors, (first failed row, error, video) each;
-        returns their messages (skip) or raises the first (raise)."""
-        if not errors:
-            return []
-        errors.sort(key=lambda x: x[0])
+    def settle(self, outcome: WindowOutcome, per: int) -> VideoError | None:
+        """Apply the policy to a finished window (items of ``per`` rows). ``"raise"``:
+        keeps in ``outcome.good`` only the items before the first bad one and returns
+        that item's error, for the caller to raise when it needs that item. ``"skip"``:
+        returns None."""
+        if not outcome.errors:
+            return None
         if self.on_error == "raise":
-            raise errors[0][1]
-        for _, e, video in errors:
-            if not isinstance(e, DecodeError):
-                self.bad_videos[video] = e
-        return [str(e) for _, e, _ in errors]
+            first = outcome.errors[0]
+            outcome.good = outcome.good[outcome.good < first.row // per]
+            return first.error
+        for e in outcome.errors:
+            if not isinstance(e.error, DecodeError):
+                self.bad_videos[e.video] = e.error
+        return None
 
 
 def finish_window(window: Window, cache: FrameCache | None, policy: ErrorPolicy, per: int) -> WindowOutcome:
     """Wait for the window's jobs and fill its cached rows; the caller records the work,
-    then applies ``policy.settle`` to ``errors`` (in raise mode it raises). Work is
-    counted when its window is consumed, so decoded and delivered frames cover the same
-    requests even with windows decoded ahead."""
+    then applies ``policy.settle``. Work is counted when its window is consumed, so
+    decoded and delivered frames cover the same requests even with windows decoded
+    ahead."""
     plan = window.plan
-    errors: list[tuple[int, VideoError, int]] = []
+    errors: list[RowError] = []
     for r in plan.dead_rows.tolist():
         video = int(plan.videos[r])
-        errors.append((r, policy.bad_videos[video], video))
+        errors.append(RowError(r, policy.bad_videos[video], video, (r,)))
     outcome = WindowOutcome(good=np.zeros(0, dtype=np.int64))
     t0 = time.perf_counter()
     for fut in window.futures:
@@ -97,18 +115,28 @@ def finish_window(window: Window, cache: FrameCache | None, policy: ErrorPolicy,
         outcome.counters.add(res.counters)
         outcome.decode_jobs += 1
         outcome.decode_seconds += res.seconds
-        if res.error is not None:
+        if res.error is not None and res.failed_rows:  # an error with no row of this window reaches later ones through the cache
             window.failed[res.failed_rows] = True
-            errors.append((min(res.failed_rows) if res.failed_rows else 0, res.error, res.video))
+            errors.append(RowError(min(res.failed_rows), res.error, res.video, tuple(res.failed_rows)))
     outcome.wait_seconds = time.perf_counter() - t0
     if plan.cached_rows.shape[0]:
         fill = fill_rows(cache, plan, window.out, window.failed, policy.metas, policy.bad_videos)
         outcome.cache_hits, outcome.cache_fill_seconds = fill.hits, fill.seconds
-        errors.extend((r, e, int(plan.videos[r])) for r, e in fill.errors)
-    bad_items = window.failed.reshape(-1, per).any(axis=1)
+        errors.extend(RowError(r, e, int(plan.videos[r]), (r,)) for r, e in fill.errors)
+    failed = window.failed.reshape(-1, per)
+    bad_items = failed.any(axis=1)
+    errors.sort(key=lambda e: e.row)
     outcome.errors = errors
-    outcome.bad_items = int(bad_items.sum()) if errors else 0
     outcome.good = np.flatnonzero(~bad_items)
+    if errors:
+        owner = np.full(window.failed.shape[0], -1, dtype=np.int64)
+        for k in range(len(errors) - 1, -1, -1):  # a row claimed twice belongs to the earlier error
+            owner[list(errors[k].rows)] = k
+        items = np.flatnonzero(bad_items)
+        first_rows = items * per + failed[items].argmax(axis=1)
+        ks = owner[first_rows]
+        outcome.error_items = np.bincount(ks[ks >= 0], minlength=len(errors)).tolist()
+        outcome.bad_items = int(items.shape[0])
     return outcome
 
 

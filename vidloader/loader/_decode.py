@@ -46,14 +46,16 @@ class DecodeStage:
     """Runs decode jobs with ``backend``'s reader pool on ``num_workers`` threads (0: in
     the calling thread). ``cursors``: keep up to that many decoders open between
     sequential jobs (the backend must support continuation); None for random access.
-    ``timeout``: seconds a job may run (checked between packets)."""
+    ``timeout``: seconds a job may run (checked between packets). ``size=None``: frames
+    at their decoded size (the loader checked that the videos share it); a frame of
+    another size fails with a :class:`DecodeError` naming it."""
 
     def __init__(
         self,
         backend: Backend,
         metas: Sequence[VideoMetadata],
         *,
-        size: Size,
+        size: Size | None,
         rotate: bool,
         interpolation: str,
         timeout: float | None,
@@ -122,11 +124,12 @@ class DecodeStage:
             err = e
         failed = [r for i, rows in slots.items() if i not in done_frames for r in rows]
         if err is None and failed:  # defensive: never deliver an unfilled row
-            err = DecodeError(meta.path, f"frames {sorted(i for i in slots if i not in done_frames)} were not produced")
+            missing = sorted(i for i in slots if i not in done_frames)
+            err = DecodeError(meta.path, f"frames {missing} were not produced", missing)
         if store and cache is not None:
             for i, uses in store.items():  # the later requests fail with this job's error
                 if i not in done_frames:
-                    cache.put(frame_key(job.video, i), err or DecodeError(meta.path, f"frame {i} was not produced"), uses)
+                    cache.put(frame_key(job.video, i), err or DecodeError(meta.path, f"frame {i} was not produced", (i,)), uses)
             if not slots:  # only frames for later requests: the error reaches them, not this window
                 err = None
         return JobResult(job.video, err, failed, counters, time.perf_counter() - t0)

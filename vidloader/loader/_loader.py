@@ -159,7 +159,7 @@ class VideoLoader:
             # one open decoder per video a batch touches, twice over (sequences ending and starting)
             cursors = max(64, 2 * self.batch_size * (self.item_shape[0] if len(self.item_shape) == 2 else 1))
         self._decode = DecodeStage(
-            self.backend, dataset.videos, size=self.size, rotate=rotate, interpolation=self.interpolation,
+            self.backend, dataset.videos, size=self.size if size is not None else None, rotate=rotate, interpolation=self.interpolation,
             timeout=self.decode_timeout, num_workers=self.num_workers, max_open_files=max_open_files,
             skip_nonref=skip_nonref, cursors=cursors,
         )  # fmt: skip

@@ -16,6 +16,7 @@ the epoch short, never ahead.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 import torch
 
+from .._errors import VideoError
 from .._types import Size
 from ._assemble import BatchAssembler, ErrorPolicy, Window, WindowOutcome, finish_window
 from ._batch import Batch
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from ..sampling import Sampler
 
 __all__ = ["EpochPass", "PassShape", "Recorder"]
+
+log = logging.getLogger("vidloader")
 
 
 class Recorder:
@@ -85,10 +89,17 @@ class Recorder:
             s.fetch_bytes += fetched[1]
             s.fetch_seconds += fetched[2]
 
-    def skipped(self, items: int, messages: list[str]) -> None:
+    def skipped(self, outcome: WindowOutcome) -> None:
+        """Count a window's skipped items per file; a file's first skip is logged (logger
+        ``"vidloader"``), once, with the reason."""
+        first = []
         with self.lock:
-            self.stats.errors_skipped += items
-            self.stats.recent_errors = (self.stats.recent_errors + messages)[-20:]
+            for e, items in zip(outcome.errors, outcome.error_items):
+                if self.stats.record_skip(e.error.path, e.error, items):
+                    first.append(e.error)
+            self.stats.errors_skipped += outcome.bad_items - sum(outcome.error_items)  # defensive: items no error claims
+        for err in first:
+            log.warning("on_error='skip': skipping failed items of %s: %s", err.path, err.problem)
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,7 @@ class EpochPass:
         self.on_batch = on_batch
         self.on_end = on_end
         self._fetched = (0, 0, 0.0)
+        self._error: VideoError | None = None  # on_error="raise": the first bad item's error, not raised yet
 
     def _submit(self, ids: RequestStream, inflight: deque[Window], limit: int | None, n: int | None = None) -> bool:
         plan = self.source.next(ids, limit, n, exclude=self.policy.bad_videos.keys())
@@ -164,9 +176,11 @@ class EpochPass:
         outcome = finish_window(window, self.cache, self.policy, self.shape.per)
         self.recorder.window(outcome, self.cache, self._fetched)
         self._fetched = (0, 0, 0.0)
-        messages = self.policy.settle(outcome.errors)  # raises under on_error="raise"
-        if messages:
-            self.recorder.skipped(outcome.bad_items, messages)
+        error = self.policy.settle(outcome, self.shape.per)
+        if error is not None:  # on_error="raise": raised when the batch that holds the bad item is cut
+            self._error = error
+        elif outcome.bad_items:
+            self.recorder.skipped(outcome)
         return outcome.good
 
     def run(self, start: int, batch_no: int) -> Iterator[Batch]:
@@ -193,6 +207,8 @@ class EpochPass:
                 else:
                     want = bs
                 while n_ready < want:
+                    if self._error is not None:
+                        raise self._error
                     if inflight:
                         window = inflight.popleft()
                         good = self._finish(window)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["LoaderStats"]
+__all__ = ["FileErrors", "LoaderStats"]
+
+#: messages kept in ``LoaderStats.recent_errors``
+RECENT_ERRORS = 20
 
 #: (stage, its seconds field, its count field, what it counts)
 STAGES: tuple[tuple[str, str, str, str], ...] = (
@@ -17,6 +20,21 @@ STAGES: tuple[tuple[str, str, str, str], ...] = (
     ("transform", "transform_seconds", "batches", "batches"),
     ("consumer wait", "wait_seconds", "batches", "batches"),
 )
+
+
+@dataclass
+class FileErrors:
+    """The items skipped because of one file: ``count`` items, the type and message of
+    the first error (``error_type``, ``first_message``) and of the latest
+    (``last_message``)."""
+
+    count: int = 0
+    error_type: str = ""
+    first_message: str = ""
+    last_message: str = ""
+
+
+_FILE_ERROR_FIELDS = {f.name for f in fields(FileErrors)}
 
 
 @dataclass
@@ -46,8 +64,9 @@ class LoaderStats:
       fill, not the budget: that is the loader's ``cache_bytes``), ``peak_cache_bytes``
       the most it held.
     - assemble: ``batches``, ``assemble_seconds`` (cutting batches, pts, item info);
-      ``errors_skipped`` items dropped under ``on_error="skip"``, ``recent_errors`` the
-      last 20 messages.
+      ``errors_skipped`` items dropped under ``on_error="skip"``; ``errors_by_file``
+      per file path, the items it cost and its first error (:class:`FileErrors`);
+      ``recent_errors`` the last 20 distinct messages.
     - transform: ``transform_seconds`` (to the device, then the transform).
     - ``wait_seconds``: time the iterating thread waited for decoding to finish.
     """
@@ -68,6 +87,7 @@ class LoaderStats:
     padded: int = 0
     seconds: float = 0.0
     recent_errors: list[str] = field(default_factory=list)
+    errors_by_file: dict[str, FileErrors] = field(default_factory=dict)
     windows: int = 0
     fetch_requests: int = 0
     fetch_bytes: int = 0
@@ -94,6 +114,7 @@ class LoaderStats:
     def copy(self) -> "LoaderStats":
         s = LoaderStats(**{f.name: getattr(self, f.name) for f in fields(self)})
         s.recent_errors = list(self.recent_errors)
+        s.errors_by_file = {p: replace(e) for p, e in self.errors_by_file.items()}
         return s
 
     @classmethod
@@ -103,15 +124,34 @@ class LoaderStats:
         names = {f.name for f in fields(cls)}
         s = cls(**{k: v for k, v in d.items() if k in names})
         s.recent_errors = list(s.recent_errors)
+        s.errors_by_file = {
+            str(p): e if isinstance(e, FileErrors) else FileErrors(**{k: v for k, v in e.items() if k in _FILE_ERROR_FIELDS})
+            for p, e in dict(s.errors_by_file).items()
+        }
         return s
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         d["recent_errors"] = list(self.recent_errors)
+        d["errors_by_file"] = {p: asdict(e) for p, e in self.errors_by_file.items()}
         d["images_per_second"] = self.images_per_second
         d["items_per_second"] = self.items_per_second
         d["decode_amplification"] = self.decode_amplification
         return d
+
+    def record_skip(self, path: str, error: BaseException, items: int) -> bool:
+        """Count ``items`` skipped because of ``error`` in file ``path``; returns whether
+        it is the file's first error."""
+        self.errors_skipped += items
+        message = str(error)
+        first = path not in self.errors_by_file
+        e = self.errors_by_file.setdefault(path, FileErrors(error_type=type(error).__name__, first_message=message))
+        e.count += items
+        e.last_message = message
+        if message in self.recent_errors:
+            self.recent_errors.remove(message)
+        self.recent_errors = (self.recent_errors + [message])[-RECENT_ERRORS:]
+        return first
 
     def stages(self) -> dict[str, dict[str, float]]:
         """Per stage: ``seconds``, ``count`` and ``per_frame_ms`` (seconds per delivered
