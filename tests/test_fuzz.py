@@ -160,6 +160,26 @@ def test_keyframe_labels_moved_by_a_seek(corpus, tmp_path, seed, k, ops):
     assert probe_video(corpus[7]).seekable  # the undamaged AVI is seeked in
 
 
+def test_no_keyframe_in_the_index(tmp_path):
+    """Seed 1, input 7834 (a truncated MP4 whose header bit flips cleared every keyframe
+    flag): the index has no keyframe, so every frame is decoded from the file's start.
+    The loader took the largest GOP over an empty array and raised a bare ValueError. The
+    input depends on encoder output that differs between runs, so the test builds the
+    same index on a generated file: no keyframe, frames decoded from the start."""
+    from media import decode_all, make_video
+
+    path = str(tmp_path / "v.mp4")
+    make_video(path, frames=20, gop=8, bframes=2, seed=3)
+    meta = replace(probe_video(path), keyframes=np.zeros(0, np.int64), key_dts=np.zeros(0, np.int64))
+    assert meta.gop_sizes().tolist() == [20]
+    ref, _ = decode_all(path)
+    ds = vl.VideoDataset.from_metadata([meta])
+    with vl.VideoLoader(ds, vl.UniformFrames(seed=0), batch_size=6, size=None, num_workers=2, cache_bytes=0) as loader:
+        for batch in loader:
+            for k, i in enumerate(batch.index.tolist()):
+                assert np.array_equal(batch.data[k].permute(1, 2, 0).numpy(), ref[i]), i
+
+
 def test_frame_size_differs_from_the_stream(corpus, tmp_path):
     """Seed 2, input 1873 (damaged VP8/WebM): the first keyframe decodes at 80x48, the
     later ones at 64x48. ``size=None``: the frames of the other size raise a

@@ -112,8 +112,13 @@ class VideoMetadata:
         return self.height, self.width
 
     def gop_sizes(self) -> np.ndarray:
-        """Number of frames from each keyframe to the next (presentation order)."""
-        return np.diff(np.append(self.keyframes, self.num_frames))
+        """Frames decoded from each entry point to the next, in presentation order: from the
+        file's start to the first keyframe when frames come before it (they are decoded
+        from the start), then from keyframe to keyframe. Never empty: a file with no
+        keyframe in its index is one unit."""
+        kf = self.keyframes
+        starts = kf if kf.shape[0] and kf[0] == 0 else np.r_[0, kf]
+        return np.diff(np.append(starts, self.num_frames))
 
 
 def _check_file(path: str) -> os.stat_result:
