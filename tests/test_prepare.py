@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from fractions import Fraction
 
 import av
@@ -336,31 +335,6 @@ def test_verify_error_names_file():
 
 
 # -- executors and CLI ----------------------------------------------------------------
-
-
-def test_ray_missing_names_install_command(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    src = make_video(tmp_path / "a.mp4", frames=4)
-    with pytest.raises(RuntimeError, match=r"pip install 'vidloader\[ray\]'"):
-        prepare(src, tmp_path / "o.mp4", executor="ray", **QUIET)
-
-
-def test_ray_local_mode(tmp_path):
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        pytest.skip("ray is not installed (pip install 'vidloader[ray]')")
-    from vidloader.prepare import RayExecutor
-
-    src = make_video(tmp_path / "a.mp4", frames=30, gop=10)
-    # Local mode where this Ray still has it (removed in Ray 2.4x+), else a one-node local Ray.
-    ex = RayExecutor(2, local_mode=True)
-    try:
-        res = prepare(src, tmp_path / "o.mp4", short_side=0, preset="ultrafast", executor=ex, segment_frames=10, **QUIET)
-    finally:
-        ex.close()
-    assert res.files[0].segments == 3
-    assert [read_barcode(f) for f in decode_all(tmp_path / "o.mp4")[0]] == list(range(30))
 
 
 def _cli(argv):

@@ -99,14 +99,25 @@ def import_ray():
 
 
 class RayExecutor(Executor):
-    """Tasks as Ray remote functions (one CPU each). Connects to ``$RAY_ADDRESS`` when set,
-    else starts a local Ray with ``jobs`` CPUs; ``local_mode=True`` runs tasks in this
-    process (for tests) where Ray still has local mode, else a one-node local instance.
-    Shuts Ray down on close if it started it."""
+    """Tasks as Ray remote functions (one CPU each). Uses the Ray this process is already
+    connected to, else connects to ``address`` or ``$RAY_ADDRESS`` when set, else starts a
+    local Ray with ``jobs`` CPUs; ``local_mode=True`` runs tasks in this process (for
+    tests) where Ray still has local mode, else a one-node local instance. Shuts Ray down
+    on close if it started it.
 
-    def __init__(self, jobs: int | None = None, *, local_mode: bool = False, address: str | None = None, **init_kwargs):
+    A task whose worker dies (killed, out of memory, node lost) runs again, up to
+    ``max_retries`` times (Ray's ``max_retries``); the segment tasks are safe to rerun
+    (each writes a temporary file and renames it when complete). Errors raised by a task
+    are not retried."""
+
+    def __init__(
+        self, jobs: int | None = None, *, local_mode: bool = False, address: str | None = None, max_retries: int = 3, **init_kwargs
+    ):
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries={max_retries!r}: expected an int >= 0")
         ray = self._ray = import_ray()
         self.jobs = max(1, int(jobs or os.cpu_count() or 1))
+        self.max_retries = max_retries
         self._owns = False
         if not ray.is_initialized():
             kw = dict(init_kwargs)
@@ -129,7 +140,7 @@ class RayExecutor(Executor):
     def submit(self, fn, *args):
         r = self._remote.get(fn)
         if r is None:
-            r = self._remote[fn] = self._ray.remote(num_cpus=1, max_retries=0)(fn)
+            r = self._remote[fn] = self._ray.remote(num_cpus=1, max_retries=self.max_retries)(fn)
         return r.remote(*args)
 
     def next_done(self, handles):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
+import uuid
 from dataclasses import KW_ONLY, InitVar, dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Callable
@@ -374,17 +375,11 @@ def _copy_colors(cc, frame: av.VideoFrame) -> None:
         cc.color_range = 2  # JPEG (full): _Plain converts yuvj* to yuv420p keeping full range
 
 
-def run_segment(task: SegmentTask) -> SegmentOutcome:
-    """Decode ``task.segment`` exactly, map it (optionally) and encode it to ``task.out_path``.
-    Runs in a worker process (or a Ray task). Errors name the source file."""
+def _encode_segment(task: SegmentTask, path: str, counters: DecodeCounters) -> None:
     meta, seg = task.meta, task.segment
-    t0 = time.perf_counter()
-    counters = DecodeCounters()
-    # The segments folder is made by the caller (not here: a file dropped after an error
-    # must not get it back from a task still running).
     try:
         proc = _processor(task)
-        out = av.open(task.out_path, "w", format=task.out_format, options={"avoid_negative_ts": "disabled"})
+        out = av.open(path, "w", format=task.out_format, options={"avoid_negative_ts": "disabled"})
         try:
             stream = _open_encoder(out, task)
             tb = meta.time_base
@@ -414,6 +409,31 @@ def run_segment(task: SegmentTask) -> SegmentOutcome:
         raise DecodeError(meta.path, f"segment {seg.number} (frames [{seg.start}, {seg.stop})): transcoding failed ({e.strerror or e})") from None
     except (ValueError, RuntimeError, TypeError) as e:
         raise VideoError(meta.path, f"segment {seg.number} (frames [{seg.start}, {seg.stop})): {type(e).__name__}: {e}") from e
+
+
+def run_segment(task: SegmentTask) -> SegmentOutcome:
+    """Decode ``task.segment`` exactly, map it (optionally) and encode it to ``task.out_path``.
+    Runs in a worker process (or a Ray task). Errors name the source file.
+
+    Safe to run again after being killed at any point (a retried task): each attempt
+    writes its own temporary file in the same folder and renames it to ``task.out_path``
+    only when complete, so ``out_path`` is either absent or a whole segment."""
+    meta, seg = task.meta, task.segment
+    t0 = time.perf_counter()
+    counters = DecodeCounters()
+    # The segments folder is made by the caller (not here: a file dropped after an error
+    # must not get it back from a task still running). A killed attempt's temporary file
+    # goes with that folder.
+    tmp = f"{task.out_path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        _encode_segment(task, tmp, counters)
+        os.replace(tmp, task.out_path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
     return SegmentOutcome(meta.path, seg.number, seg.num_frames, counters.frames_decoded, time.perf_counter() - t0)
 
 
