@@ -36,7 +36,8 @@ log = logging.getLogger("vidloader.loader")
 
 
 def segment_length(capacity: int) -> int:
-    """Requests planned together by the look-ahead planner."""
+    """Requests planned together by the look-ahead planner (its cost per request is
+    bounded: see :mod:`vidloader.planning._lookahead`)."""
     return max(65536, 8 * capacity)
 
 

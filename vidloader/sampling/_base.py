@@ -121,6 +121,20 @@ class FrameSampler(abc.ABC):
     def _global_blocks(self, dataset: "VideoDataset") -> Iterator[np.ndarray]:
         """The whole epoch's global frame ids in order, in int64 blocks of whole items."""
 
+    def _global_blocks_from(self, dataset: "VideoDataset", start: int) -> Iterator[np.ndarray]:
+        """:meth:`_global_blocks` from global position ``start`` on (whole items; the first
+        block begins at ``start``). The default skips the blocks before ``start``; a sampler
+        that can compute any position directly overrides it, so a rank far into the epoch
+        (or a resume) starts without generating what comes before."""
+        per = int(np.prod(self.item_shape_of(dataset), dtype=np.int64))
+        off = 0
+        for block in self._global_blocks(dataset):
+            block = np.asarray(block, dtype=np.int64).reshape(-1)
+            m = block.shape[0] // max(per, 1)
+            if off + m > start:
+                yield block[max(start - off, 0) * per :]
+            off += m
+
     def _item_info(self, dataset: "VideoDataset", positions: np.ndarray) -> dict[str, np.ndarray] | None:
         """Per-item fields for global positions ``positions`` (< the global length); None
         when the sampler has none (the default)."""
@@ -155,8 +169,9 @@ class FrameSampler(abc.ABC):
 
     def blocks(self, dataset: "VideoDataset", start: int | None = None) -> Iterator[np.ndarray]:
         """This process's requests for the epoch, from position ``start`` of its share on
-        (default: :attr:`position`). Streams the global order; only the few wrapped
-        (padding) ids are held aside."""
+        (default: :attr:`position`). Streams the global order from this rank's first
+        position (:meth:`_global_blocks_from`); the few wrapped (padding) ids are read
+        from the order's start."""
         n, per_rank, lo = self._share(dataset)
         shape = self.item_shape_of(dataset)
         per = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -167,22 +182,25 @@ class FrameSampler(abc.ABC):
             return
         a, b = lo + s, lo + per_rank  # global positions [a, b); a position p >= n is p mod n
         end = min(b, n)
-        n_head = min(max(0, b - n), n)  # ids from the start of the order that padding reuses
-        head: list[np.ndarray] = []
-        kept = off = 0
-        for block in self._global_blocks(dataset):
-            block = np.asarray(block, dtype=np.int64).reshape(-1, per)  # one row per item
-            m = block.shape[0]
-            if kept < n_head:
-                head.append(block[: n_head - kept])
+        off = a
+        if a < end:
+            for block in self._global_blocks_from(dataset, a):
+                block = np.asarray(block, dtype=np.int64).reshape(-1, per)  # one row per item
+                j = min(end - off, block.shape[0])
+                if j > 0:
+                    yield block[:j].reshape(-1)
+                off += j
+                if off >= end:
+                    break
+        if b > max(a, n):  # padding: the first ids of the order, again
+            n_head = min(b - n, n)
+            head: list[np.ndarray] = []
+            kept = 0
+            for block in self._global_blocks_from(dataset, 0):
+                head.append(np.asarray(block, dtype=np.int64).reshape(-1, per)[: n_head - kept])
                 kept += head[-1].shape[0]
-            i, j = max(a - off, 0), min(end - off, m)
-            if i < j:
-                yield block[i:j].reshape(-1)
-            off += m
-            if off >= end and kept >= n_head:
-                break
-        if b > max(a, n):
+                if kept >= n_head:
+                    break
             ids = np.concatenate(head)
             yield ids[(np.arange(max(a, n), b, dtype=np.int64) - n) % n].reshape(-1)
 

@@ -44,7 +44,8 @@ import numpy as np
 from ..index import frames_shown_at_ticks
 from ._base import FrameSampler
 from ._tables import quantity_table
-from ._tiling import TileLayout, draw_tiling
+from ._tiling import KeyedTileLayout, TileLayout, draw_keyed_tiling, draw_tiling
+from ._uniform import _FeistelPermutation, feistel_keys, keyed_draws
 
 if TYPE_CHECKING:
     from ..index import VideoDataset
@@ -243,8 +244,31 @@ def _time_table(dataset, fps, frames, tolerance, on_misaligned, groups: bool) ->
     return _TimeTable(dataset, units, spans, fps, frames, shape, tolerance, on_misaligned == "drop")
 
 
+class _KeyedOrder:
+    """Item ``ids_at(p)`` of an epoch of M items: a keyed Feistel permutation of ``[0, M)``,
+    or with ``replacement`` keyed i.i.d. draws (see :func:`keyed_draws`); O(1) memory."""
+
+    def __init__(self, m: int, keys: np.ndarray, replacement: bool):
+        self.m, self.keys, self.replacement = int(m), keys, replacement
+        self.perm = None if replacement else _FeistelPermutation(self.m, keys)
+
+    def ids_at(self, positions: np.ndarray) -> np.ndarray:
+        if self.perm is None:
+            return keyed_draws(self.m, self.keys, positions)
+        return self.perm(positions)
+
+
 class _ItemSampler(FrameSampler):
-    """Orders the items of a table: uniform permutation / i.i.d., or random-phase tiles."""
+    """Orders the items of a table: uniform permutation / i.i.d., or random-phase tiles.
+
+    Up to ``permutation_limit`` positions per epoch (``2**24``) the order is drawn from
+    one ``numpy`` generator (a uniform permutation, i.i.d. draws, or :func:`draw_tiling`);
+    above, it is computed per position from keys drawn from it (a keyed Feistel
+    permutation, keyed i.i.d. draws, or :func:`draw_keyed_tiling`): O(videos) memory per
+    rank plus one block, and any position is computed directly."""
+
+    #: above this many positions per epoch, keyed orders instead of materialised ones
+    permutation_limit: int = 1 << 24
 
     def __init__(self, *, seed, rank, world_size, drop_last, replacement=False, num_samples=None, chunk=None, rotate=True):
         super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
@@ -280,22 +304,30 @@ class _ItemSampler(FrameSampler):
             return int(self._num_samples)
         return self.table(dataset).num_items
 
-    def _epoch_order(self, dataset) -> np.ndarray | TileLayout:
-        """This epoch's order: an array of item ids, or the tiling of the item table."""
+    def _epoch_order(self, dataset) -> "np.ndarray | TileLayout | KeyedTileLayout | _KeyedOrder":
+        """This epoch's order: an array of item ids, the tiling of the item table, or (above
+        :attr:`permutation_limit` positions) a keyed order computed per position."""
         key = (id(dataset), self.seed, self.epoch)
         if self._epoch_cache is not None and self._epoch_cache[0] == key:
             return self._epoch_cache[1]
         table = self.table(dataset)
         m = table.num_items
+        length = self._global_len(dataset)
         rng = self._rng()
-        order: np.ndarray | TileLayout
+        order: np.ndarray | TileLayout | KeyedTileLayout | _KeyedOrder
         if self.chunk is None:
-            if self.replacement:
-                order = rng.integers(0, m, size=self._global_len(dataset), dtype=np.int64)
+            if length > self.permutation_limit:
+                order = _KeyedOrder(m, feistel_keys(rng), self.replacement)
+            elif self.replacement:
+                order = rng.integers(0, m, size=length, dtype=np.int64)
             else:
                 order = rng.permutation(m).astype(np.int64)
         else:
-            order = draw_tiling(rng, table.counts, self.chunk, lambda unit, a, b: (table.cum[unit] + a, b - a), rotate=self.rotate)
+            place = lambda unit, a, b: (table.cum[unit] + a, b - a)  # noqa: E731
+            if length > self.permutation_limit:
+                order = draw_keyed_tiling(rng, table.counts, self.chunk, place, rotate=self.rotate)
+            else:
+                order = draw_tiling(rng, table.counts, self.chunk, place, rotate=self.rotate)
         self._epoch_cache = (key, order)
         return order
 
@@ -303,15 +335,18 @@ class _ItemSampler(FrameSampler):
         """Item ids at global positions of this epoch's order."""
         order = self._epoch_order(dataset)
         positions = np.asarray(positions, dtype=np.int64)
-        if isinstance(order, TileLayout):
-            return order.ids_at(positions)
-        return order[positions]
+        if isinstance(order, np.ndarray):
+            return order[positions]
+        return order.ids_at(positions)
 
     def _global_blocks(self, dataset) -> Iterator[np.ndarray]:
+        return self._global_blocks_from(dataset, 0)
+
+    def _global_blocks_from(self, dataset, start: int) -> Iterator[np.ndarray]:
         table = self.table(dataset)
         n = self._global_len(dataset)
         step = max(1, _BLOCK_FRAMES // max(1, int(np.prod(table.shape))))
-        for a in range(0, n, step):
+        for a in range(start, n, step):
             yield table.frames(self.item_ids(dataset, np.arange(a, min(a + step, n), dtype=np.int64))).reshape(-1)
 
     def _item_info(self, dataset, positions):
@@ -640,7 +675,7 @@ def item_sampling_report(sampler: "_ItemSampler", dataset: "VideoDataset", *, ba
     gk = _global_keyframes(dataset)
     order = sampler._epoch_order(dataset)
     decoded = delivered = 0
-    if not isinstance(order, TileLayout):
+    if not isinstance(order, (TileLayout, KeyedTileLayout)):
         for a in range(0, m, 4096):
             ids = table.frames(np.arange(a, min(a + 4096, m), dtype=np.int64)).reshape(-1, k, per // k)
             decoded += _alone_cost(gk, ids.min(axis=2), ids.max(axis=2))

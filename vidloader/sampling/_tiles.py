@@ -32,17 +32,22 @@ cut chunks too; a piece that does not start at a keyframe costs a decode from it
 keyframe (for :class:`GopTiles` this is at most one GOP lead-in per cut).
 
 Orders are generated in blocks from O(number of chunks) arrays (``searchsorted`` per
-block), vectorised in numpy: no per-frame Python work.
+block), vectorised in numpy: no per-frame Python work. Above ``permutation_limit``
+frames (``2**24``) the chunk shuffle is a keyed Feistel permutation and nothing of
+size C is built (:class:`~vidloader.sampling._tiling.KeyedTileLayout`): memory per
+rank is O(videos) plus one block (for :class:`GopTiles`, plus the GOP bounds of videos
+whose keyframes are not a regular stride), and any position is computed directly.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from ._base import FrameSampler
-from ._tiling import PlaceChunks, TileLayout, cut_units, draw_tiling
+from ._tiling import KeyedTileLayout, PlaceChunks, TileLayout, cut_units, draw_keyed_tiling, draw_tiling
 
 if TYPE_CHECKING:
     from ..index import VideoDataset
@@ -72,11 +77,68 @@ def gop_bounds(dataset: "VideoDataset") -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)), first
 
 
+class _GopUnits:
+    """GOPs of every video in O(videos) memory where keyframes are a regular stride:
+    video ``v`` has ``count[v]`` GOPs; GOP bound ``a`` (a <= count) is frame
+    ``min(a * stride[v], n_v)`` when ``stride[v] > 0``, else ``bounds[first[v] + a]``
+    (explicit, for videos with irregular keyframes). The same GOPs as :func:`gop_bounds`."""
+
+    def __init__(self, dataset: "VideoDataset"):
+        v_count = dataset.num_videos
+        self.offsets = dataset.offsets
+        self.count = np.zeros(v_count, dtype=np.int64)
+        self.stride = np.zeros(v_count, dtype=np.int64)
+        self.first = np.full(v_count, -1, dtype=np.int64)
+        parts: list[np.ndarray] = []
+        used = 0
+        for v, m in enumerate(dataset.videos):
+            n = int(self.offsets[v + 1] - self.offsets[v])
+            kf = np.asarray(m.keyframes, dtype=np.int64)
+            g = int(kf[1] - kf[0]) if kf.shape[0] > 1 else 0
+            if g > 0 and kf[0] == 0 and kf.shape[0] == -(-n // g) and bool(np.all(np.diff(kf) == g)):
+                self.count[v], self.stride[v] = kf.shape[0], g  # keyframes 0, g, 2g, ... < n
+                continue
+            kf = np.unique(kf[(kf > 0) & (kf < n)])
+            self.count[v] = kf.shape[0] + 1
+            if kf.shape[0] == 0:
+                self.stride[v] = max(n, 1)
+                continue
+            g = int(kf[0])
+            if kf.shape[0] == (n - 1) // g and int(kf[-1]) == g * kf.shape[0] and bool(np.all(np.diff(kf) == g)):
+                self.stride[v] = g
+            else:
+                b = np.concatenate([[0], kf, [n]]).astype(np.int64)
+                self.first[v] = used
+                used += b.shape[0]
+                parts.append(b)
+        self.bounds = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def bound(self, video: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Global frame id of GOP bound ``a`` of ``video``."""
+        n = self.offsets[video + 1] - self.offsets[video]
+        g = self.stride[video]
+        out = np.minimum(a * g, n)
+        irr = g == 0
+        if irr.any():
+            out[irr] = self.bounds[self.first[video[irr]] + a[irr]]
+        return self.offsets[video] + out
+
+    def place(self, video: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        starts = self.bound(video, a)
+        return starts, self.bound(video, b) - starts
+
+
+#: the GOP units of each dataset in use, shared by its GopTiles samplers
+_GOP_UNITS: "weakref.WeakKeyDictionary[VideoDataset, _GopUnits]" = weakref.WeakKeyDictionary()
+
+
 class _Tiles(FrameSampler):
     """Shared machinery: subclasses say how videos split into units (frames or GOPs)."""
 
     _unit_name = "unit"
     _k_name = "k"  # the chunk size's argument name
+    #: above this many frames, shuffle chunks with a keyed Feistel permutation (O(videos) memory)
+    permutation_limit: int = 1 << 24
 
     def __init__(self, k: int, *, seed: int = 0, rotate: bool = True, **share):
         super().__init__(seed=seed, **share)
@@ -111,18 +173,28 @@ class _Tiles(FrameSampler):
         starts, lengths = self._placer(dataset, units)(video, a, b)
         return video, starts, lengths
 
-    def layout(self, dataset: "VideoDataset") -> TileLayout:
-        """This epoch's chunks (shuffled) and rotation; a pure function of (seed, epoch)."""
+    def layout(self, dataset: "VideoDataset") -> TileLayout | KeyedTileLayout:
+        """This epoch's chunks (shuffled) and rotation; a pure function of (seed, epoch).
+        Above :attr:`permutation_limit` frames a :class:`KeyedTileLayout` (O(videos))."""
+        if dataset.num_frames > self.permutation_limit:
+            return self._keyed_layout(dataset)
         units = self._units(dataset)
         return draw_tiling(self._rng(), units[0], self.k, self._placer(dataset, units), rotate=self.rotate)
+
+    def _keyed_layout(self, dataset: "VideoDataset") -> KeyedTileLayout:
+        offsets = dataset.offsets
+        return draw_keyed_tiling(self._rng(), dataset.frame_counts(), self.k, lambda video, a, b: (offsets[video] + a, b - a), rotate=self.rotate)
 
     def _global_len(self, dataset: "VideoDataset") -> int:
         return dataset.num_frames
 
     def _global_blocks(self, dataset: "VideoDataset") -> Iterator[np.ndarray]:
+        return self._global_blocks_from(dataset, 0)
+
+    def _global_blocks_from(self, dataset: "VideoDataset", start: int) -> Iterator[np.ndarray]:
         lay = self.layout(dataset)
         n = dataset.num_frames
-        for a in range(0, n, _BLOCK):
+        for a in range(start, n, _BLOCK):
             yield lay.ids_at(np.arange(a, min(a + _BLOCK, n), dtype=np.int64))
 
 
@@ -227,6 +299,14 @@ class GopTiles(_Tiles):
         bounds, first = gop_bounds(dataset)
         counts = np.diff(first) - 1
         return counts.astype(np.int64), bounds, first
+
+    def _keyed_layout(self, dataset: "VideoDataset") -> KeyedTileLayout:
+        gu = _GOP_UNITS.get(dataset)
+        if gu is None:
+            gu = _GOP_UNITS[dataset] = _GopUnits(dataset)
+        strides, counts = np.unique(gu.stride[(gu.stride > 0) & (gu.count > 2)], return_counts=True)
+        g = int(strides[np.argmax(counts)]) if strides.shape[0] else 1
+        return draw_keyed_tiling(self._rng(), gu.count, self.k, gu.place, rotate=self.rotate, base=self.k * g, regular=gu.stride == g)
 
     def __repr__(self) -> str:
         return f"GopTiles(gops={self.k}, seed={self.seed}, rotate={self.rotate})"

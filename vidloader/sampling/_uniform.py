@@ -46,14 +46,56 @@ class _FeistelPermutation:
             left, right = right, left ^ (_mix(right ^ key) & self.mask)
         return (left << self.half) | right
 
-    def __call__(self, positions: np.ndarray) -> np.ndarray:
-        out = self._round_trip(positions.astype(np.uint64))
+    def _round_trip_back(self, x: np.ndarray) -> np.ndarray:
+        left, right = x >> self.half, x & self.mask
+        for key in self.keys[::-1]:
+            left, right = right ^ (_mix(left ^ key) & self.mask), left
+        return (left << self.half) | right
+
+    def _walk(self, x: np.ndarray, step) -> np.ndarray:
+        out = step(np.asarray(x).astype(np.uint64))
         n = np.uint64(self.n)
         todo = np.flatnonzero(out >= n)
         while todo.size:
-            out[todo] = self._round_trip(out[todo])
+            out[todo] = step(out[todo])
             todo = todo[out[todo] >= n]
         return out.astype(np.int64)
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        return self._walk(positions, self._round_trip)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """The positions that hold ``values`` (cycle walking backwards)."""
+        return self._walk(values, self._round_trip_back)
+
+
+def feistel_keys(rng: np.random.Generator) -> np.ndarray:
+    """The round keys of one :class:`_FeistelPermutation`, drawn from ``rng``."""
+    return rng.integers(0, np.iinfo(np.int64).max, size=_ROUNDS, dtype=np.int64).astype(np.uint64)
+
+
+def keyed_draws(n: int, keys: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """I.i.d. draws uniform in ``[0, n)`` indexed by position: a keyed splitmix64 hash of
+    (position, attempt), rejected above the largest multiple of ``n`` below 2**64 (so
+    the residue is unbiased), retried with the next attempt. Any position is computed
+    directly, without the draws before it."""
+    n64 = np.uint64(n)
+    rem = (1 << 64) % int(n)
+    limit = np.uint64((1 << 64) - rem) if rem else None  # None: n divides 2**64, accept every hash
+    p = np.asarray(positions).astype(np.uint64)
+    k0, k1 = np.uint64(keys[0]), np.uint64(keys[1])
+
+    def h(x: np.ndarray, attempt: int) -> np.ndarray:
+        return _mix(_mix(x ^ k0) + k1 + np.uint64(attempt) * np.uint64(0x9E3779B97F4A7C15))
+
+    out = h(p, 0)
+    todo = np.flatnonzero(out >= limit) if limit is not None else np.zeros(0, dtype=np.int64)
+    attempt = 0
+    while todo.size:
+        attempt += 1
+        out[todo] = h(p[todo], attempt)
+        todo = todo[out[todo] >= limit]
+    return (out % n64).astype(np.int64)
 
 
 class UniformFrames(FrameSampler):
@@ -73,10 +115,15 @@ class UniformFrames(FrameSampler):
       ``[0, N)`` by cycle walking, computed vectorised per block of positions. It is a
       bijection, so every frame still appears exactly once per epoch, but it is a
       pseudo-random permutation, not a draw uniform over all N! permutations; the
-      per-slot uniformity is then as good as the cipher's pseudo-randomness.
+      per-slot uniformity is then as good as the cipher's pseudo-randomness. Memory:
+      one block (64 Ki ids) per rank; any position is computed directly, so a rank's
+      first block (or a resume) costs one block, wherever it is in the epoch.
 
     With ``replacement=True``, requests are i.i.d. uniform; ``num_samples`` sets the
-    epoch length (default N).
+    epoch length (default N). Up to ``permutation_limit`` requests per epoch they are
+    drawn from one ``numpy`` generator seeded from (seed, epoch); above, request ``p``
+    is a keyed hash of ``p`` reduced to ``[0, N)`` without bias (rejection), so any
+    position is computed directly.
 
     ``rank`` / ``world_size`` / ``drop_last``: this process's share of the epoch (see
     :class:`FrameSampler`).
@@ -110,21 +157,37 @@ class UniformFrames(FrameSampler):
         return dataset.num_frames
 
     def _global_blocks(self, dataset: "VideoDataset") -> Iterator[np.ndarray]:
+        return self._global_blocks_from(dataset, 0)
+
+    def _global_blocks_from(self, dataset: "VideoDataset", start: int) -> Iterator[np.ndarray]:
         n = dataset.num_frames
+        total = self._global_len(dataset)
         rng = self._rng()
-        if self.replacement:
-            total = self._global_len(dataset)
-            for start in range(0, total, _BLOCK):
-                yield rng.integers(0, n, size=min(_BLOCK, total - start), dtype=np.int64)
+        if self.replacement and total <= self.permutation_limit:
+            blocks: Iterator[np.ndarray] = (rng.integers(0, n, size=min(_BLOCK, total - a), dtype=np.int64) for a in range(0, total, _BLOCK))
+            yield from _skip(blocks, start)
+        elif self.replacement:
+            keys = feistel_keys(rng)
+            for a in range(start, total, _BLOCK):
+                yield keyed_draws(n, keys, np.arange(a, min(a + _BLOCK, total), dtype=np.int64))
         elif n <= self.permutation_limit:
             perm = rng.permutation(n).astype(np.int64)
-            for start in range(0, n, _BLOCK):
-                yield perm[start : start + _BLOCK]
+            for a in range(start, n, _BLOCK):
+                yield perm[a : a + _BLOCK]
         else:
-            keys = rng.integers(0, np.iinfo(np.int64).max, size=_ROUNDS, dtype=np.int64).astype(np.uint64)
-            f = _FeistelPermutation(n, keys)
-            for start in range(0, n, _BLOCK):
-                yield f(np.arange(start, min(start + _BLOCK, n), dtype=np.int64))
+            f = _FeistelPermutation(n, feistel_keys(rng))
+            for a in range(start, n, _BLOCK):
+                yield f(np.arange(a, min(a + _BLOCK, n), dtype=np.int64))
 
     def __repr__(self) -> str:
         return f"UniformFrames(seed={self.seed}, replacement={self.replacement})"
+
+
+def _skip(blocks: Iterator[np.ndarray], start: int) -> Iterator[np.ndarray]:
+    """``blocks`` from position ``start`` on."""
+    off = 0
+    for block in blocks:
+        m = block.shape[0]
+        if off + m > start:
+            yield block[max(start - off, 0) :]
+        off += m
