@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import types
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ import torch
 
 from media import decode_all, make_video
 from vidloader import UniformFrames, VideoDataset, VideoLoader
+from vidloader.index import VideoMetadata
 from vidloader.planning import plan_lookahead
 
 SIZE = (32, 48)
@@ -147,7 +148,12 @@ def test_skip_policy_with_cache(clips, tmp_path):
 
 
 def _meta(n, gop):
-    return types.SimpleNamespace(keyframes=np.arange(0, n, gop), seekable=True, num_frames=n)
+    kf = np.arange(0, n, gop)
+    return VideoMetadata(
+        path="/fake.mp4", stream_index=0, codec="h264", pix_fmt="yuv420p", width=2, height=2, rotation=0,
+        time_base=Fraction(1, 30), pts=np.arange(n), keyframes=kf, key_dts=kf, end_pts=n, seekable=True,
+        size_bytes=1, mtime_ns=0, indexed_by="packets",
+    )
 
 
 @pytest.mark.parametrize("capacity", [0, 50, 400, 5000])

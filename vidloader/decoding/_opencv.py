@@ -29,7 +29,6 @@ from __future__ import annotations
 import time
 import warnings
 
-import numpy as np
 
 from .._errors import DecodeError, DecodeTimeoutError
 from ..index import VideoMetadata, check_unchanged, open_container
@@ -127,10 +126,9 @@ class OpenCVBackend:
             return f"OpenCV reads the first video stream ({facts['first_video']}), not stream {meta.stream_index}"
         if facts["b_frames"]:
             return "it has B-frames: OpenCV numbers frames from timestamps it may take from the packet dts"
-        if int(meta.pts[0]) != 0 or (facts["start_time"] or 0) != 0:
-            return f"it starts at pts {int(meta.pts[0])}, not 0: OpenCV's frame numbering would be shifted"
-        d = np.diff(meta.pts)
-        if d.size and int(d.max()) - int(d.min()) > 1:
+        if meta.start_pts != 0 or (facts["start_time"] or 0) != 0:
+            return f"it starts at pts {meta.start_pts}, not 0: OpenCV's frame numbering would be shifted"
+        if meta.num_frames > 1 and meta.pts_table.max_diff() - meta.pts_table.min_diff() > 1:
             return "variable frame rate: OpenCV numbers frames by the average rate"
         return None
 
@@ -179,10 +177,9 @@ class OpenCVReader:
                 raise refuse(meta, "opencv", problem)
             warnings.warn(f"{meta.path}: backend='opencv' may return wrong frames: {problem}", RuntimeWarning, stacklevel=3)
         # Expected CAP_PROP_POS_MSEC of each frame, and how far off still identifies it.
-        tb = float(meta.time_base)
-        self._msec = (meta.pts - meta.pts[0]).astype(np.float64) * tb * 1000.0
-        d = np.diff(self._msec)
-        self._tol = 0.45 * float(d.min()) if d.size else 1.0
+        self._meta = meta
+        self._tb = float(meta.time_base)
+        self._tol = 0.45 * (meta.pts_table.min_diff() * self._tb * 1000.0) if meta.num_frames > 1 else 1.0
         self._next: int | None = 0  # frame the next grab() returns (None: unknown)
         self._warned = False
 
@@ -193,7 +190,7 @@ class OpenCVReader:
 
     def _check(self, i: int) -> None:
         got = self._cap.get(self.cv2.CAP_PROP_POS_MSEC)
-        want = self._msec[i]
+        want = float(self._meta.pts_at(i) - self._meta.start_pts) * self._tb * 1000.0
         if abs(got - want) <= self._tol:
             return
         problem = f"OpenCV returned the frame at {got:.3f} ms where frame {i} (at {want:.3f} ms) was asked for"

@@ -152,8 +152,9 @@ class PyAVReader:
             self._container.seek(0, stream=s, backward=True)
             yield from demux_packets(self._container, s)
             return
-        kf_pts = int(meta.pts[meta.keyframes[entry]])
-        targets = [int(meta.key_dts[e]) for e in range(entry, -1, -1)][:3]
+        kf_pts = meta.pts_at(meta.keyframe_at(entry))
+        kf_dts = meta.key_dts_at(entry)
+        targets = [meta.key_dts_at(e) for e in range(entry, max(entry - 3, -1), -1)]
         for target in targets:
             self._container.seek(target, stream=s, backward=True, any_frame=False)
             packets = demux_packets(self._container, s)
@@ -170,7 +171,7 @@ class PyAVReader:
                     # packets otherwise than when reading from the start (a damaged AVI
                     # index shifts them by one). Seek further back, down to the file start.
                     break
-                if packet.dts is not None and packet.dts > meta.key_dts[entry]:
+                if packet.dts is not None and packet.dts > kf_dts:
                     break  # overshot the keyframe: seek further back
         # Last resort: from the start of the file.
         self._container.seek(0, stream=s, backward=True)
@@ -284,7 +285,7 @@ class PyAVReader:
             held = HeldFrames(emit, cc)
             mode, packets, order, ended = self._run_from_entry(job.entry, cc, lambda: ContinueMode(meta, wanted, {}), held, counters)
         last = wanted[-1]
-        gop = int(np.searchsorted(meta.keyframes, last, side="right")) - 1
+        gop = meta.keyframe_before(last)
         self._cursor = Cursor(
             cc=cc, packets=packets, last=last, gop=gop, outputs=held.outputs, held=mode.keep, ended=ended, order=order
         )
@@ -298,7 +299,7 @@ class PyAVReader:
         while True:
             mode, order = make_mode(), DecodeOrder()
             packets = self.packets_from_entry(entry, counters)
-            kf_pts = int(self.meta.pts[self.meta.keyframes[entry]]) if entry >= 0 else None
+            kf_pts = self.meta.pts_at(self.meta.keyframe_at(entry)) if entry >= 0 else None
             try:
                 ended = self._run(cc, packets, mode, held, counters, order=order, entry_pts=kf_pts)
                 return mode, packets, order, ended

@@ -35,11 +35,7 @@ Kept = dict[int, tuple[int, av.VideoFrame]]  # frame index -> (output number, fr
 
 def frame_of_pts(meta: VideoMetadata, pts: int | None) -> int:
     """Index of the frame with ``pts`` in ``meta``'s table, or -1."""
-    table = meta.pts
-    if pts is None:
-        return -1
-    i = int(np.searchsorted(table, pts))
-    return i if i < table.shape[0] and table[i] == pts else -1
+    return meta.frame_of_pts(pts)
 
 
 def fmt_frames(frames, limit: int = 8) -> str:
@@ -204,7 +200,8 @@ class _ByPts:
 
     def __init__(self, meta: VideoMetadata, wanted: list[int], have: Kept | None = None):
         self.meta = meta
-        self.remaining = {int(meta.pts[i]): i for i in wanted if not (have and i in have)}
+        todo = [i for i in wanted if not (have and i in have)]
+        self.remaining = dict(zip(meta.pts_at(np.asarray(todo, dtype=np.int64)).tolist(), todo))
 
     def identify(self, frame: av.VideoFrame) -> int:
         return frame_of_pts(self.meta, frame.pts)

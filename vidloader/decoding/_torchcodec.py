@@ -134,7 +134,6 @@ class TorchCodecReader:
         self.meta = meta
         self.backend = backend
         self._decoders: dict = {}
-        self._pts_s = meta.pts_seconds
         self._tc_rotation: int | None = None  # clockwise degrees torchcodec applies
         self._decoder(None)  # open and check now: a refused file fails at open
 
@@ -165,8 +164,9 @@ class TorchCodecReader:
         if md.num_frames != meta.num_frames:
             raise refuse(meta, "torchcodec", f"torchcodec counts {md.num_frames} frames, the index {meta.num_frames}")
         begin = md.begin_stream_seconds_from_content
-        if begin is not None and abs(begin - float(self._pts_s[0])) > _PTS_TOL:
-            raise refuse(meta, "torchcodec", f"torchcodec's first frame is at {begin} s, the index's at {float(self._pts_s[0])} s")
+        first = float(meta.start_pts) * float(meta.time_base)
+        if begin is not None and abs(begin - first) > _PTS_TOL:
+            raise refuse(meta, "torchcodec", f"torchcodec's first frame is at {begin} s, the index's at {first} s")
         if self._tc_rotation is None:
             self._tc_rotation = int(round(-(md.rotation or 0))) % 360
         self._decoders[out_size] = dec
@@ -203,7 +203,7 @@ class TorchCodecReader:
         counters.frames_decoded += job.cost  # exact mode decodes every frame from the keyframe
         counters.packets_sent += job.cost
         got = batch.pts_seconds.numpy()
-        want = self._pts_s[wanted]
+        want = meta.pts_at(np.asarray(wanted, dtype=np.int64)).astype(np.float64) * float(meta.time_base)
         bad = np.flatnonzero(np.abs(got - want) > _PTS_TOL)
         if bad.size:
             k = int(bad[0])

@@ -187,12 +187,12 @@ class VideoFile:
                 first = failed[0]
                 more = f" (and {len(failed) - 1} more failing stretch{'es' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
                 raise type(first)(first.path, first.problem + more, [f for e in failed for f in e.frames])
-        pts = meta.pts_seconds[idx] if idx.shape[0] else np.zeros(0)
+        pts = meta.pts_at(idx).astype(np.float64) * float(meta.time_base) if idx.shape[0] else np.zeros(0)
         return FrameBatch(
             data=out,
             indices=torch.from_numpy(idx.copy()),
             pts_seconds=torch.from_numpy(np.asarray(pts, dtype=np.float64)),
-            duration_seconds=torch.from_numpy(_durations(meta)[idx]),
+            duration_seconds=torch.from_numpy(_durations(meta, idx)),
         )
 
     def frame_indices_played_at(self, seconds: Sequence[TimeLike] | np.ndarray) -> np.ndarray:
@@ -247,6 +247,10 @@ def _as_frame_indices(indices: object, name: str) -> np.ndarray:
     return arr.astype(np.int64).reshape(-1)
 
 
-def _durations(meta: VideoMetadata) -> np.ndarray:
-    pts = meta.pts
-    return np.diff(np.append(pts, meta.end_pts)).astype(np.float64) * float(meta.time_base)
+def _durations(meta: VideoMetadata, idx: np.ndarray) -> np.ndarray:
+    """Seconds from each frame of ``idx`` to the next (to ``end_pts`` for the last)."""
+    n = meta.num_frames
+    nxt = np.full(idx.shape, meta.end_pts, dtype=np.int64)
+    inner = idx + 1 < n
+    nxt[inner] = meta.pts_at(idx[inner] + 1)
+    return (nxt - meta.pts_at(idx)).astype(np.float64) * float(meta.time_base)

@@ -1,5 +1,6 @@
 """The video index: per-file frame tables, persisted in SQLite, and the dataset over many files."""
 
+from ._frame_table import FrameTable
 from ._dataset import VIDEO_EXTENSIONS, DatasetFingerprint, VideoDataset, expand_paths
 from ._probe import VideoMetadata, check_unchanged, demux_packets, open_container, probe_video
 from ._scenes import SceneDataset, scan_scenes
@@ -10,6 +11,7 @@ __all__ = [
     "FLOAT_TICK_TOLERANCE",
     "VIDEO_EXTENSIONS",
     "DatasetFingerprint",
+    "FrameTable",
     "SceneDataset",
     "TimeLike",
     "scan_scenes",

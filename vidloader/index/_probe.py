@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from typing import Any
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, overload
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -30,6 +30,7 @@ from .._errors import (
     VideoError,
     VideoOpenError,
 )
+from ._frame_table import FrameTable
 
 __all__ = ["VideoMetadata", "check_unchanged", "demux_packets", "probe_video", "open_container"]
 
@@ -37,17 +38,43 @@ __all__ = ["VideoMetadata", "check_unchanged", "demux_packets", "probe_video", "
 _VERIFY_FRAMES = 6
 
 
-@dataclass(frozen=True, eq=False)
+class _TableField:
+    """A :class:`VideoMetadata` field held as a :class:`FrameTable`: assigning an array (or a
+    table) stores the table; reading the field builds the full numpy array."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self._name, self._attr = name, f"_{name}_table"
+
+    def __get__(self, obj, owner=None) -> np.ndarray:
+        if obj is None:
+            raise AttributeError(self._name)  # no class-level default: a required field
+        return obj.__dict__[self._attr].to_array()
+
+    def __set__(self, obj, value: np.ndarray | FrameTable) -> None:
+        obj.__dict__[self._attr] = value if isinstance(value, FrameTable) else FrameTable.from_array(value)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class VideoMetadata:
     """What the index knows about one video stream of one file.
 
-    ``pts`` holds the presentation timestamp of every frame, in frame order, as a
-    compact int64 array (in units of ``time_base``). ``keyframes`` holds the frame
-    indices where decoding may start; ``key_dts`` the matching packet dts, used as
-    seek targets. ``width`` and ``height`` are the decoded (coded) size;
-    ``rotation`` is the clockwise rotation, in degrees, that display applies.
-    ``seekable`` is False when frame timestamps cannot identify frames (packed
-    B-frames); such files are always decoded from their start.
+    The frame tables are :class:`FrameTable` objects (:attr:`pts_table`,
+    :attr:`keyframe_table`, :attr:`key_dts_table`): constant-rate runs plus exceptions,
+    a few dozen bytes for a constant-frame-rate file of any length, at most 8 bytes per
+    frame for irregular timestamps. The constructor takes arrays or tables.
+
+    ``pts``: the presentation timestamp of every frame, in frame order (in units of
+    ``time_base``); ``keyframes``: the frame indices where decoding may start;
+    ``key_dts``: the matching packet dts, used as seek targets. Reading one of these three
+    builds a new int64 array each time (8 bytes per element, O(n), not cached): code that
+    looks up a few frames uses :meth:`pts_at`, :meth:`frame_of_pts`,
+    :meth:`keyframe_before`, :meth:`keyframe_at` and :meth:`key_dts_at` instead (exact,
+    O(log n)). ``dataclasses.replace`` rebuilds the tables from those arrays (O(n)).
+
+    ``width`` and ``height`` are the decoded (coded) size; ``rotation`` is the clockwise
+    rotation, in degrees, that display applies. ``seekable`` is False when frame
+    timestamps cannot identify frames (packed B-frames); such files are always decoded
+    from their start.
     """
 
     path: str
@@ -58,33 +85,128 @@ class VideoMetadata:
     height: int
     rotation: int
     time_base: Fraction
-    pts: np.ndarray = field(repr=False)
-    keyframes: np.ndarray = field(repr=False)
-    key_dts: np.ndarray = field(repr=False)
+    if not TYPE_CHECKING:  # required fields (the descriptor gives no default)
+        pts: _TableField = _TableField()
+        keyframes: _TableField = _TableField()
+        key_dts: _TableField = _TableField()
     end_pts: int
     seekable: bool
     size_bytes: int
     mtime_ns: int
     indexed_by: str  # "packets" or "decode"
+    if TYPE_CHECKING:  # type checkers take the descriptor for a default: they see these fields last
+        pts: _TableField = _TableField()
+        keyframes: _TableField = _TableField()
+        key_dts: _TableField = _TableField()
+
+    def __repr__(self) -> str:
+        return (
+            f"VideoMetadata(path={self.path!r}, stream_index={self.stream_index}, codec={self.codec!r}, "
+            f"pix_fmt={self.pix_fmt!r}, width={self.width}, height={self.height}, rotation={self.rotation}, "
+            f"time_base={self.time_base!r}, num_frames={self.num_frames}, end_pts={self.end_pts}, "
+            f"seekable={self.seekable}, size_bytes={self.size_bytes}, mtime_ns={self.mtime_ns}, "
+            f"indexed_by={self.indexed_by!r})"
+        )
+
+    # -- the tables -------------------------------------------------------------------
+
+    @property
+    def pts_table(self) -> FrameTable:
+        """Frame -> pts."""
+        return self.__dict__["_pts_table"]
+
+    @property
+    def keyframe_table(self) -> FrameTable:
+        """Keyframe entry -> frame index."""
+        return self.__dict__["_keyframes_table"]
+
+    @property
+    def key_dts_table(self) -> FrameTable:
+        """Keyframe entry -> packet dts (the seek target)."""
+        return self.__dict__["_key_dts_table"]
+
+    @property
+    def table_nbytes(self) -> int:
+        """Bytes held by the three tables' arrays."""
+        return self.pts_table.nbytes + self.keyframe_table.nbytes + self.key_dts_table.nbytes
+
+    @overload
+    def pts_at(self, frames: int) -> int: ...
+    @overload
+    def pts_at(self, frames: np.ndarray) -> np.ndarray: ...
+    def pts_at(self, frames):
+        """The pts of frame(s) ``frames`` (int or int array); O(log n) each."""
+        return self.pts_table.at(frames)
+
+    def frame_of_pts(self, pts: int | None) -> int:
+        """The frame whose pts is exactly ``pts``, or -1 (also for None); O(log n)."""
+        return -1 if pts is None else self.pts_table.index_of(int(pts))
+
+    @overload
+    def searchsorted_pts(self, pts: int, side: Literal["left", "right"] = "left") -> int: ...
+    @overload
+    def searchsorted_pts(self, pts: np.ndarray, side: Literal["left", "right"] = "left") -> np.ndarray: ...
+    def searchsorted_pts(self, pts, side="left"):
+        """``np.searchsorted(self.pts, pts, side)``, exactly, without building the array."""
+        return self.pts_table.searchsorted(pts, side)
+
+    @property
+    def num_keyframes(self) -> int:
+        return len(self.keyframe_table)
+
+    @overload
+    def keyframe_before(self, frames: int) -> int: ...
+    @overload
+    def keyframe_before(self, frames: np.ndarray) -> np.ndarray: ...
+    def keyframe_before(self, frames):
+        """The entry (index into :attr:`keyframes`) of the last keyframe at or before each
+        frame; -1 before the first keyframe. O(log n)."""
+        return self.keyframe_table.searchsorted(frames, "right") - 1
+
+    @overload
+    def keyframe_at(self, entries: int) -> int: ...
+    @overload
+    def keyframe_at(self, entries: np.ndarray) -> np.ndarray: ...
+    def keyframe_at(self, entries):
+        """The frame index of keyframe entry(ies) ``entries``."""
+        return self.keyframe_table.at(entries)
+
+    @overload
+    def key_dts_at(self, entries: int) -> int: ...
+    @overload
+    def key_dts_at(self, entries: np.ndarray) -> np.ndarray: ...
+    def key_dts_at(self, entries):
+        """The packet dts (seek target) of keyframe entry(ies) ``entries``."""
+        return self.key_dts_table.at(entries)
+
+    @property
+    def max_gop_size(self) -> int:
+        """``gop_sizes().max()`` in O(runs + exceptions) of the keyframe table."""
+        kf = self.keyframe_table
+        if len(kf) == 0:
+            return self.num_frames
+        return max(kf.max_diff(), self.num_frames - kf.at(len(kf) - 1), kf.at(0))
+
+    # -- facts ------------------------------------------------------------------------
 
     @property
     def num_frames(self) -> int:
-        return int(self.pts.shape[0])
+        return len(self.pts_table)
 
     def __len__(self) -> int:
         return self.num_frames
 
     @property
     def start_pts(self) -> int:
-        return int(self.pts[0])
+        return self.pts_table.at(0)
 
     @property
     def start_seconds(self) -> float:
-        return float(self.pts[0] * self.time_base)
+        return float(self.start_pts * self.time_base)
 
     @property
     def duration_seconds(self) -> float:
-        return float((self.end_pts - int(self.pts[0])) * self.time_base)
+        return float((self.end_pts - self.start_pts) * self.time_base)
 
     @property
     def average_fps(self) -> float:
@@ -93,6 +215,7 @@ class VideoMetadata:
 
     @property
     def pts_seconds(self) -> np.ndarray:
+        """Every frame's pts in seconds (float64, built on each access: O(n))."""
         return self.pts.astype(np.float64) * float(self.time_base)
 
     @property
@@ -115,7 +238,8 @@ class VideoMetadata:
         """Frames decoded from each entry point to the next, in presentation order: from the
         file's start to the first keyframe when frames come before it (they are decoded
         from the start), then from keyframe to keyframe. Never empty: a file with no
-        keyframe in its index is one unit."""
+        keyframe in its index is one unit. Builds an array of about :attr:`num_keyframes`
+        values."""
         kf = self.keyframes
         starts = kf if kf.shape[0] and kf[0] == 0 else np.r_[0, kf]
         return np.diff(np.append(starts, self.num_frames))

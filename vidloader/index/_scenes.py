@@ -202,7 +202,7 @@ class SceneDataset(VideoDataset):
         ``[first pts, end pts)``, where every camera has a frame displayed. Empty (end <=
         start) when the cameras do not overlap in time."""
         metas = [self.videos[v] for v in self.scene_videos[scene].tolist()]
-        start = max(Fraction(int(m.pts[0])) * m.time_base for m in metas)
+        start = max(Fraction(m.start_pts) * m.time_base for m in metas)
         end = min(Fraction(int(m.end_pts)) * m.time_base for m in metas)
         return start, end
 

@@ -1,8 +1,9 @@
 """Persistent index: SQLite, keyed by (absolute path, stream, size, mtime_ns).
 
-Frame tables are stored as raw int64 blobs and loaded as numpy arrays (one
-buffer per file, never a list of Python objects), so processes forked later
-share them copy-on-write. A file whose size or mtime changed is re-indexed; entries
+Frame tables are stored as :class:`FrameTable` blobs (constant-rate runs plus
+exceptions: a few dozen bytes for a constant-frame-rate file) and loaded as numpy
+arrays viewing the blob, never a list of Python objects. An entry written by another
+format version is indexed again. A file whose size or mtime changed is re-indexed; entries
 whose file vanished are reported by :meth:`VideoIndex.vanished`.
 """
 
@@ -18,15 +19,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
-import numpy as np
-
 from .._cache import cache_dir
 from .._errors import VideoError, VideoOpenError
+from ._frame_table import FrameTable
 from ._probe import VideoMetadata, probe_video
 
 __all__ = ["VideoIndex", "default_index_path"]
 
-_FORMAT = 2  # bump when the table layout or the indexing rules change (2: AVI seeks checked)
+_FORMAT = 3  # bump when the table layout or the indexing rules change (2: AVI seeks checked; 3: FrameTable blobs)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (
     path TEXT NOT NULL,
@@ -63,7 +63,7 @@ def _to_row(m: VideoMetadata, stream_key: int):
     }
     return (
         m.path, stream_key, m.size_bytes, m.mtime_ns, _FORMAT, json.dumps(meta),
-        m.pts.astype("<i8").tobytes(), m.keyframes.astype("<i8").tobytes(), m.key_dts.astype("<i8").tobytes(),
+        m.pts_table.to_bytes(), m.keyframe_table.to_bytes(), m.key_dts_table.to_bytes(),
     )
 
 
@@ -78,9 +78,9 @@ def _from_row(path, size, mtime_ns, meta, pts, keyframes, key_dts) -> VideoMetad
         height=d["height"],
         rotation=d["rotation"],
         time_base=Fraction(*d["time_base"]),
-        pts=np.frombuffer(pts, dtype="<i8"),
-        keyframes=np.frombuffer(keyframes, dtype="<i8"),
-        key_dts=np.frombuffer(key_dts, dtype="<i8"),
+        pts=FrameTable.from_bytes(pts),
+        keyframes=FrameTable.from_bytes(keyframes),
+        key_dts=FrameTable.from_bytes(key_dts),
         end_pts=d["end_pts"],
         seekable=d["seekable"],
         size_bytes=size,

@@ -47,7 +47,7 @@ def frames_shown_at(meta: VideoMetadata, seconds: TimeLike | Sequence[TimeLike] 
     flat = arr.reshape(-1)
     tb = meta.time_base
     ticks = np.empty(flat.shape[0], dtype=np.int64)
-    lo, hi = int(meta.pts[0]) - 1, int(meta.end_pts)  # every tick outside [lo, hi] shows what they show
+    lo, hi = meta.start_pts - 1, int(meta.end_pts)  # every tick outside [lo, hi] shows what they show
     for j, t in enumerate(flat.tolist()):
         q = _ticks_floor(t, tb)
         ticks[j] = lo if q is None else min(max(q, lo), hi)
@@ -66,14 +66,14 @@ def frames_shown_at_ticks(meta: VideoMetadata, numerators: np.ndarray | Sequence
         raise ValueError(f"denominator must be a positive integer, got {denominator!r}")
     if isinstance(numerators, np.ndarray) and numerators.dtype.kind in "iu":
         return _index_at_ticks(meta, np.floor_divide(numerators.astype(np.int64, copy=False), den))
-    lo, hi = int(meta.pts[0]) - 1, int(meta.end_pts)
+    lo, hi = meta.start_pts - 1, int(meta.end_pts)
     ticks = np.asarray([min(max(int(x) // den, lo), hi) for x in numerators], dtype=np.int64)
     return _index_at_ticks(meta, ticks)
 
 
 def _index_at_ticks(meta: VideoMetadata, ticks: np.ndarray) -> np.ndarray:
     """The frame shown at whole ticks (int64 array): the last with pts <= tick, -1 outside."""
-    idx = np.searchsorted(meta.pts, ticks, side="right").astype(np.int64) - 1
+    idx = meta.searchsorted_pts(np.asarray(ticks, dtype=np.int64), "right") - 1
     idx[ticks >= int(meta.end_pts)] = -1
     return idx
 

@@ -178,7 +178,7 @@ class BatchAssembler:
             frames = np.concatenate([items(c)[2][rows] for c, rows in parts])
         metas = self.metas
         pts = np.fromiter(
-            (float(metas[v].pts[f] * metas[v].time_base) for v, f in zip(videos.reshape(-1).tolist(), frames.reshape(-1).tolist())),
+            (float(metas[v].pts_at(f) * metas[v].time_base) for v, f in zip(videos.reshape(-1).tolist(), frames.reshape(-1).tolist())),
             dtype=np.float64,
             count=videos.size,
         ).reshape(videos.shape)

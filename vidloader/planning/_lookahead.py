@@ -164,8 +164,8 @@ def plan_lookahead(
         v = int(videos[sel[0]])
         e = entry_keyframes(metas[v], frames[sel])
         entries[sel] = e
-        kf = metas[v].keyframes
-        starts[sel] = np.where(e >= 0, kf[np.maximum(e, 0)] if kf.shape[0] else 0, 0)
+        m = metas[v]
+        starts[sel] = np.where(e >= 0, m.keyframe_at(np.maximum(e, 0)) if m.num_keyframes else 0, 0)
     depth = frames - starts  # frames decoded before this one in its GOP
     gop_key = videos * (1 << 32) + (entries + 1)
     order = np.lexsort((np.arange(n), gop_key))  # by GOP, then time

@@ -48,7 +48,7 @@ def entry_keyframes(meta: VideoMetadata, frames: np.ndarray) -> np.ndarray:
     """
     if not meta.seekable:
         return np.full(frames.shape, -1, dtype=np.int64)
-    return np.searchsorted(meta.keyframes, frames, side="right").astype(np.int64) - 1
+    return meta.keyframe_before(np.asarray(frames, dtype=np.int64))
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,7 +93,7 @@ def plan_requests(videos: np.ndarray, frames: np.ndarray, metas: Sequence[VideoM
             j += 1
         idx = order[i:j]
         job_frames = np.unique(frames[idx])
-        start = int(metas[v].keyframes[e]) if e >= 0 else 0
+        start = metas[v].keyframe_at(int(e)) if e >= 0 else 0
         job = DecodeJob(video=int(v), entry=int(e), start=start, frames=job_frames)
         job_of[idx] = len(jobs)
         jobs.append(job)

@@ -33,5 +33,5 @@ def plan_sequential(videos: np.ndarray, frames: np.ndarray, metas: Sequence[Vide
     for v, fs in jobs_frames:
         fr = np.unique(np.asarray(fs, dtype=np.int64))
         e = int(entry_keyframes(metas[v], fr[:1])[0])
-        jobs.append(DecodeJob(video=v, entry=e, start=int(metas[v].keyframes[e]) if e >= 0 else 0, frames=fr))
+        jobs.append(DecodeJob(video=v, entry=e, start=metas[v].keyframe_at(e) if e >= 0 else 0, frames=fr))
     return Plan(jobs=jobs, job_of=job_of, frame_of=np.asarray(frames, dtype=np.int64).copy())

@@ -186,8 +186,8 @@ def gop_run(meta: VideoMetadata, frame: int, upcoming: np.ndarray, *, offset: in
     if upcoming.shape[0] == 0 or upcoming[0] != last + 1 or not meta.seekable:
         return 0
     local = last - offset
-    k = int(np.searchsorted(meta.keyframes, local, side="right"))
-    gop_end = int(meta.keyframes[k]) if k < meta.keyframes.shape[0] else meta.num_frames
+    k = meta.keyframe_table.searchsorted(local, "right")
+    gop_end = meta.keyframe_at(k) if k < meta.num_keyframes else meta.num_frames
     cont = upcoming == last + 1 + np.arange(upcoming.shape[0])
     run = upcoming.shape[0] if cont.all() else int(np.argmin(cont))
     return min(run, gop_end - local - 1)

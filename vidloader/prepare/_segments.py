@@ -92,7 +92,7 @@ def decode_segment(
     try:
         if not meta.seekable:
             # Frames identified by output order from the file start: the reader's own path.
-            start = int(meta.keyframes[seg.entry]) if seg.entry >= 0 else 0
+            start = meta.keyframe_at(seg.entry) if seg.entry >= 0 else 0
             job = DecodeJob(video=0, entry=seg.entry, start=start, frames=np.arange(seg.start, seg.stop, dtype=np.int64))
             reader.decode(job, check, counters)
         else:
@@ -107,9 +107,8 @@ def decode_segment(
 
 
 def _decode_range(reader: PyAVReader, meta: VideoMetadata, seg: Segment, emit, counters: DecodeCounters) -> None:
-    pts_table = meta.pts
     lo, hi = seg.start, seg.stop
-    unsent = set(pts_table[lo:hi].tolist())
+    unsent = set(meta.pts_at(np.arange(lo, hi, dtype=np.int64)).tolist())
     wanted = frozenset(unsent)
     cc = reader.codec_context
     skipping = False
@@ -157,5 +156,5 @@ def expected_amplification(meta: VideoMetadata) -> float:
     n = meta.num_frames
     if not meta.seekable:
         return (n + 1) / 2.0
-    head = float(meta.keyframes[0]) if meta.keyframes.shape[0] else 0.0  # frames before the first keyframe
+    head = float(meta.keyframe_at(0)) if meta.num_keyframes else 0.0  # frames before the first keyframe
     return float(((g * (g + 1) / 2).sum() + head * (head + 1) / 2) / n) if n else float("nan")

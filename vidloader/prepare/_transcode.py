@@ -395,7 +395,7 @@ def _encode_segment(task: SegmentTask, path: str, counters: DecodeCounters) -> N
             def emit(i: int, frame: av.VideoFrame) -> None:
                 if not stream.codec_context.is_open and task.mapspec is None:
                     _copy_colors(stream.codec_context, frame)  # YUV kept: keep its colour tags
-                pending.append(int(meta.pts[i]))
+                pending.append(meta.pts_at(i))
                 encode(proc.push(frame))
 
             decode_segment(meta, seg, emit, counters)
@@ -470,6 +470,7 @@ def concat_segments(
     frames' pts."""
     tb = meta.time_base
     # Pass 1: decode-order pts of every segment, in the source time base.
+    P = meta.pts  # the whole table, once
     dec_pts: list[np.ndarray] = []
     for seg, p in zip(segments, seg_paths):
         with av.open(p) as c:
@@ -479,13 +480,12 @@ def concat_segments(
         if None in raw:
             raise PrepareVerifyError(meta.path, f"segment {seg.number} ({p}): packets without pts")
         pts = _rescale_exact(np.asarray(raw, dtype=np.int64), stb, tb, meta.path, f"segment {seg.number}")
-        want = meta.pts[seg.start : seg.stop]
+        want = P[seg.start : seg.stop]
         if pts.shape[0] != want.shape[0] or not np.array_equal(np.sort(pts), want):
             raise PrepareVerifyError(
                 meta.path, f"segment {seg.number} (frames [{seg.start}, {seg.stop})): encoded {pts.shape[0]} frames, expected {want.shape[0]} with the source pts"
             )
         dec_pts.append(pts)
-    P = np.asarray(meta.pts, dtype=np.int64)
     all_pts = np.concatenate(dec_pts) if dec_pts else np.zeros(0, np.int64)
     n = all_pts.shape[0]
     rank = np.searchsorted(P, all_pts)
@@ -536,20 +536,21 @@ def verify_output(
     if out.num_frames != src.num_frames:
         problems.append(f"{out.num_frames} frames, expected {src.num_frames}")
     else:
-        a = out.pts.astype(object) * (out.time_base.numerator * src.time_base.denominator)
-        b = src.pts.astype(object) * (src.time_base.numerator * out.time_base.denominator)
+        op, sp = out.pts, src.pts
+        a = op.astype(object) * (out.time_base.numerator * src.time_base.denominator)
+        b = sp.astype(object) * (src.time_base.numerator * out.time_base.denominator)
         bad = np.flatnonzero(a != b)
         if bad.size:
             i = int(bad[0])
             problems.append(
-                f"pts differ from frame {i} on ({bad.size} frames): {out.pts[i]} * {out.time_base} != {src.pts[i]} * {src.time_base}"
+                f"pts differ from frame {i} on ({bad.size} frames): {op[i]} * {out.time_base} != {sp[i]} * {src.time_base}"
             )
     if not out.seekable:
         problems.append("not seekable by timestamp")
-    if out.keyframes.shape[0] == 0 or out.keyframes[0] != 0:
+    if out.num_keyframes == 0 or out.keyframe_at(0) != 0:
         problems.append("does not start with a keyframe")
-    elif int(out.gop_sizes().max()) > gop:
-        problems.append(f"GOPs up to {int(out.gop_sizes().max())} frames, expected at most {gop}")
+    elif out.max_gop_size > gop:
+        problems.append(f"GOPs up to {out.max_gop_size} frames, expected at most {gop}")
     if (out.height, out.width) != (height, width) or out.rotation != 0:
         problems.append(f"size (height, width) ({out.height}, {out.width}) with rotation {out.rotation}, expected ({height}, {width}) with rotation 0")
     return problems

@@ -173,15 +173,15 @@ class _TimeTable(ItemTable):
             den = a.denominator * c.denominator // math.gcd(a.denominator, c.denominator)
             an, cn = a.numerator * (den // a.denominator), c.numerator * (den // c.denominator)
             gmax = int(g.max()) if g.size else 0
-            pmax = int(np.abs(m.pts).max()) + 1
+            pmax = _abs_pts_max(m) + 1
             if abs(an) + gmax * cn < (1 << 62) and pmax * den < (1 << 62):
                 num = an + g.astype(np.int64) * cn  # target time in ticks, times den
                 i = _shown(m, num, den)
-                rem = (num - m.pts[i] * den).astype(np.float64)
+                rem = (num - m.pts_at(i) * den).astype(np.float64)
             else:  # the same with Python integers
                 num = [an + int(x) * cn for x in g.tolist()]
                 i = _shown(m, num, den)
-                rem = np.asarray([x - int(p) * den for x, p in zip(num, m.pts[i].tolist())], dtype=np.float64)
+                rem = np.asarray([x - int(p) * den for x, p in zip(num, m.pts_at(i).tolist())], dtype=np.float64)
             errs.append(rem / den * float(tb))
             ids.append(self.dataset.offsets[v] + i)
         return np.stack(ids), np.stack(errs)
@@ -220,6 +220,14 @@ class _TimeTable(ItemTable):
         return out
 
 
+def _abs_pts_max(meta) -> int:
+    """``max(abs(pts))``: at an end of the table when it is monotonic (it is, once indexed)."""
+    t = meta.pts_table
+    if t.monotonic:
+        return max(abs(t.at(0)), abs(t.at(len(t) - 1)))
+    return int(np.abs(t.to_array()).max())
+
+
 def _shown(meta, num, den: int) -> np.ndarray:
     """Frames shown at the times ``num / den`` ticks; the grid lies inside every file's span."""
     i = frames_shown_at_ticks(meta, num, den)
@@ -237,7 +245,7 @@ def _time_table(dataset, fps, frames, tolerance, on_misaligned, groups: bool) ->
         shape: tuple[int, ...] = (units.shape[1], frames)
     else:
         units = np.arange(dataset.num_videos, dtype=np.int64)[:, None]
-        spans = [(Fraction(int(m.pts[0])) * m.time_base, Fraction(int(m.end_pts)) * m.time_base) for m in dataset.videos]
+        spans = [(Fraction(m.start_pts) * m.time_base, Fraction(int(m.end_pts)) * m.time_base) for m in dataset.videos]
         shape = (frames,)
     if fps is None:
         fps = Fraction(max(m.average_fps for m in dataset.videos)).limit_denominator(1001)
