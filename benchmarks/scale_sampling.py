@@ -3,7 +3,7 @@
     python benchmarks/scale_sampling.py samplers   # memory per rank, time to the first block, per block
     python benchmarks/scale_sampling.py plan       # plan_lookahead time per request vs segment length
 
-The dataset is 10^4 videos of 10^5 frames, GOP 30, with zero-stride per-frame arrays
+The dataset is 10^4 videos of 10^5 frames, GOP 30, with one-run frame tables (no per-frame arrays)
 (only shapes), so what is measured is what the samplers and the planner allocate.
 """
 
@@ -17,15 +17,15 @@ from fractions import Fraction
 
 import numpy as np
 
-from vidloader.index import VideoDataset, VideoMetadata
+from vidloader.index import FrameTable, VideoDataset, VideoMetadata
 from vidloader.loader._windows import segment_length
 from vidloader.planning import plan_lookahead
 from vidloader.sampling import ChunkTiles, ClipTiles, GopTiles, UniformClips, UniformFrames
 
 
 def dataset(videos: int = 10_000, frames: int = 100_000, gop: int = 30) -> VideoDataset:
-    pts = np.broadcast_to(np.zeros(1, dtype=np.int64), (frames,))
-    kf = np.arange(0, frames, gop, dtype=np.int64)
+    pts = FrameTable.arithmetic(frames, 0, 1)  # one run: no per-frame memory
+    kf = FrameTable.arithmetic(-(-frames // gop), 0, gop)
     return VideoDataset.from_metadata([
         VideoMetadata(
             path=f"/fake/{i}.mp4", stream_index=0, codec="h264", pix_fmt="yuv420p", width=8, height=8, rotation=0,

@@ -417,6 +417,22 @@ def test_changed_after_indexing_video_file(how, sources, twin, tmp_path):
             assert "changed since it was indexed" in ei.value.problem
 
 
+@pytest.mark.parametrize("how", CHANGES)
+def test_changed_after_indexing_reader_open(how, sources, twin, tmp_path):
+    """A reader opened after the file changed (a second decoding thread opens its own)
+    names the change, not whatever opening the changed bytes fails with."""
+    from vidloader.decoding import PyAVReader
+
+    path = str(tmp_path / "v.mp4")
+    shutil.copyfile(sources["good1"], path)
+    meta = probe_video(path)
+    _change(path, how, twin)
+    with pytest.raises(vl.VideoError) as ei:
+        PyAVReader(meta).close()
+    assert_names_file(ei.value, path)
+    assert isinstance(ei.value, vl.VideoOpenError if how == "deleted" else vl.IndexMismatchError), repr(ei.value)
+
+
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
 @pytest.mark.parametrize("how", CHANGES)
 def test_changed_after_indexing_loader(how, on_error, sources, twin, tmp_path):

@@ -1,7 +1,7 @@
 """Samplers at a billion frames: memory per rank, per-step uniformity, sharding.
 
-The dataset is synthetic (10^4 videos of 10^5 frames, GOP 30): its per-frame arrays
-are zero-stride views, so nothing of size N exists before the sampler runs, and
+The dataset is synthetic (10^4 videos of 10^5 frames, GOP 30): its frame tables are
+single runs, so nothing of size N exists before the sampler runs, and
 tracemalloc sees what the sampler allocates. Materialising anything per frame (8 GB
 as int64) or per chunk (C = N / chunk) breaks the memory bound by far.
 
@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from vidloader.index import VideoDataset, VideoMetadata
+from vidloader.index import FrameTable, VideoDataset, VideoMetadata
 from vidloader.sampling import ChunkTiles, ClipTiles, GopTiles, UniformClips, UniformFrames
 
 VIDEOS, FRAMES, GOP = 10_000, 100_000, 30
@@ -31,8 +31,8 @@ MEMORY_BOUND = 64 << 20  # bytes per rank; N int64 would be 8 GB, C = N/16 chunk
 
 
 def _huge_dataset(videos: int = VIDEOS, frames: int = FRAMES, gop: int = GOP) -> VideoDataset:
-    pts = np.broadcast_to(np.zeros(1, dtype=np.int64), (frames,))  # shape only: no per-frame memory
-    kf = np.arange(0, frames, gop, dtype=np.int64)
+    pts = FrameTable.arithmetic(frames, 0, 1)  # one run: no per-frame memory
+    kf = FrameTable.arithmetic(-(-frames // gop), 0, gop)
     metas = [
         VideoMetadata(
             path=f"/fake/{i}.mp4", stream_index=0, codec="h264", pix_fmt="yuv420p", width=8, height=8,

@@ -114,6 +114,8 @@ class PyAVReader:
         self._deadline: tuple[float, float, list[int], set[int]] | None = None  # (monotonic end, timeout, wanted, emitted) of the running job
         self._cursor: Cursor | None = None  # where a sequential job left the demuxer and decoder
         self.skip_nonref = skip_nonref and meta.codec in _SKIP_NONREF_CODECS
+        # A file changed since indexing is named as such, not as whatever opening it fails with.
+        check_unchanged(meta)
         self._container, self._stream = open_container(meta.path, meta.stream_index)
         self._stream.codec_context.thread_count = 1  # one job per core beats frame threads for random access
         cc = self._stream.codec_context
