@@ -21,6 +21,7 @@ from ._errors import (
 from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile, read_dataset_frames
 from .index import SceneDataset, VideoDataset, VideoIndex, VideoMetadata
 from .loader import Batch, LoaderStats, VideoLoader
+from .loader import VideoIterableDataset
 from .sampling import (
     ChunkTiles,
     ClipTiles,
@@ -77,6 +78,7 @@ __all__ = [
     "VideoError",
     "VideoFile",
     "VideoIndex",
+    "VideoIterableDataset",
     "VideoLoader",
     "VideoMetadata",
     "VideoOpenError",

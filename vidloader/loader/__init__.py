@@ -1,8 +1,9 @@
 """The loader: sampler order -> planned windows -> fetch -> decode -> batches -> device."""
 
+from ._adapter import VideoIterableDataset
 from ._batch import Batch
 from ._fetch import FetchStage, Fetched, LocalFiles
 from ._loader import VideoLoader
 from ._stats import LoaderStats
 
-__all__ = ["Batch", "FetchStage", "Fetched", "LoaderStats", "LocalFiles", "VideoLoader"]
+__all__ = ["Batch", "FetchStage", "Fetched", "LoaderStats", "LocalFiles", "VideoIterableDataset", "VideoLoader"]
