@@ -9,6 +9,7 @@ that a trainer fetched ahead) must resume exactly where it says.
 
 from __future__ import annotations
 
+import gc
 import io
 import pickle
 
@@ -135,14 +136,19 @@ def test_state_after_a_batch_fetched_ahead(dataset):
     _same([ahead], rest[:1])
 
 
+@pytest.mark.filterwarnings("ignore:Got pickle error when attempting to start a worker")  # torch's note on our TypeError
 def test_worker_processes_are_refused(dataset):
     with _loader(dataset) as loader:
         ds = VideoIterableDataset(loader)
         with pytest.raises(TypeError, match="num_workers=0"):
             pickle.dumps(ds)
-        dl = DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="fork")
+        with pytest.raises(TypeError, match="num_workers=0"):  # spawned workers get a pickled dataset
+            iter(DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="spawn"))
+        it = iter(DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="fork"))
         with pytest.raises(RuntimeError, match="num_workers=0"):
-            next(iter(dl))
+            next(it)
+        del it  # the failed worker takes DataLoader's 5 s shutdown timeout: spend it here
+        gc.collect()
     with pytest.raises(TypeError, match="loader must be a VideoLoader"):
         VideoIterableDataset(dataset)  # type: ignore[arg-type]
 
