@@ -34,7 +34,7 @@ _NAMES: dict[str, str] = {
     ),
     **dict.fromkeys(("ResumeMismatchError", "ResumeWarning"), "._resume"),
     **dict.fromkeys(("SceneDataset", "VideoDataset", "VideoIndex", "VideoMetadata"), ".index"),
-    **dict.fromkeys(("Batch", "LoaderStats", "RepeatedEpochWarning", "VideoLoader"), ".loader"),
+    **dict.fromkeys(("Batch", "LoaderStats", "RepeatedEpochWarning", "VideoIterableDataset", "VideoLoader"), ".loader"),
     **dict.fromkeys(
         ("ChunkTiles", "ClipTiles", "FrameSampler", "GroupTiles", "StreamSampler", "UniformClips", "UniformGroups",
          "GopTiles", "RandomChunkStart", "SamplingReport", "UniformFrames", "VideoThenFrame", "design_effect",
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile
     from .decoding import read_dataset_frames as read_dataset_frames  # public before, outside __all__
     from .index import SceneDataset, VideoDataset, VideoIndex, VideoMetadata
-    from .loader import Batch, LoaderStats, RepeatedEpochWarning, VideoLoader
+    from .loader import Batch, LoaderStats, RepeatedEpochWarning, VideoIterableDataset, VideoLoader
     from .sampling import (
         ChunkTiles,
         ClipTiles,
@@ -147,6 +147,7 @@ __all__ = [
     "VideoError",
     "VideoFile",
     "VideoIndex",
+    "VideoIterableDataset",
     "VideoLoader",
     "VideoMetadata",
     "VideoOpenError",

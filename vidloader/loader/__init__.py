@@ -1,9 +1,20 @@
 """The loader: sampler order -> planned windows -> fetch -> decode -> batches -> device."""
 
+from ._adapter import VideoIterableDataset
 from ._batch import Batch
 from ._epochs import RepeatedEpochWarning
 from ._fetch import FetchStage, Fetched, LocalFiles
 from ._loader import VideoLoader
 from ._stats import FileErrors, LoaderStats
 
-__all__ = ["Batch", "FetchStage", "Fetched", "FileErrors", "LoaderStats", "LocalFiles", "RepeatedEpochWarning", "VideoLoader"]
+__all__ = [
+    "Batch",
+    "FetchStage",
+    "Fetched",
+    "FileErrors",
+    "LoaderStats",
+    "LocalFiles",
+    "RepeatedEpochWarning",
+    "VideoIterableDataset",
+    "VideoLoader",
+]
