@@ -26,7 +26,7 @@ from ._decode import DecodeStage, default_workers
 from ._deliver import Deliver
 from ._epochs import EpochGuard
 from ._fetch import FetchStage, LocalFiles
-from ._frame_cache import FrameCache, default_cache_bytes
+from ._frame_cache import default_cache_bytes
 from ._pass import EpochPass, PassShape, Recorder
 from ._state import gather_positions, restore_state, save_state
 from ._stats import LoaderStats
@@ -39,13 +39,11 @@ class VideoLoader:
     """Batches of decoded frames for training, in exactly the sampler's order.
 
     A batch holds ``batch_size`` items of the sampler's ``item_shape`` (frames, clips
-    ``(T,)``, camera groups ``(K, T)``): ``data`` is uint8 [B, *item_shape, 3, H, W]. An
-    item fails when any of its frames fails. Sequential samplers (``sequential_access``,
-    e.g. :class:`~vidloader.StreamSampler`) keep each video's decoder open between its
-    jobs, so a job that continues the previous one needs no seek (``stats().seeks``
-    counts the rest; at most ``max(64, 2 * batch_size * K)`` decoders, 30-50 MB each at
-    1080p). Samplers with fixed slots (``batch_items``) need ``batch_size`` equal to it
-    and ``on_error="raise"``.
+    ``(T,)``, camera groups ``(K, T)``): ``data`` is uint8 [B, *item_shape, 3, H, W]; an
+    item fails when any of its frames fails. Sequential samplers (``sequential_access``)
+    keep each video's decoder open between its jobs (no seek; at most
+    ``max(64, 2 * batch_size * K)`` decoders, 30-50 MB each at 1080p). Samplers with fixed
+    slots (``batch_items``) need ``batch_size`` equal to it and ``on_error="raise"``.
 
     Args:
         dataset: the videos.
@@ -88,11 +86,9 @@ class VideoLoader:
             first such pass warns (:class:`~vidloader.loader.RepeatedEpochWarning`).
 
     Distributed: the sampler gives this rank's share; every rank has the same ``len(loader)``.
-    Resume (torchdata ``StatefulDataLoader`` conventions): :meth:`state_dict` is the state
-    after the last batch handed over (batches decoded ahead do not count); after
-    :meth:`load_state_dict` the next ``iter(loader)`` continues that epoch, and the
-    batches before and after equal one uninterrupted epoch. Any other new pass starts
-    the current epoch from its beginning.
+    Resume (torchdata ``StatefulDataLoader`` conventions): batches before a :meth:`state_dict`
+    and after its :meth:`load_state_dict` equal one uninterrupted epoch (batches decoded
+    ahead do not count). Any other new pass starts the current epoch from its beginning.
     """
 
     def __init__(
@@ -154,10 +150,9 @@ class VideoLoader:
             in_flight=1 + -(-self.prefetch // self.plan_batches), pin_memory=self.pin_memory,
             window=self.batch_size * self.plan_batches, capacity=capacity if self._lookahead else 0, sequential=sequential,
         )  # fmt: skip
-        cursors = None
-        if sequential and self.backend.supports_continuation:
-            # one open decoder per video a batch touches, twice over (sequences ending and starting)
-            cursors = max(64, 2 * self.batch_size * (self.item_shape[0] if len(self.item_shape) == 2 else 1))
+        # sequential: one open decoder per video a batch touches, twice over (sequences ending and starting)
+        touched = self.batch_size * (self.item_shape[0] if len(self.item_shape) == 2 else 1)
+        cursors = max(64, 2 * touched) if sequential and self.backend.supports_continuation else None
         self._decode = DecodeStage(
             self.backend, dataset.videos, size=self.size if size is not None else None, rotate=rotate, interpolation=self.interpolation,
             timeout=self.decode_timeout, num_workers=self.num_workers, max_open_files=max_open_files,
@@ -172,7 +167,6 @@ class VideoLoader:
         )  # fmt: skip
         self._deliver = Deliver(device=self.device, pin_memory=self.pin_memory, transform=transform)
         self._recorder = Recorder()
-        self._cache: FrameCache | None = None
         self._planner = PlannerThread()
         self._epochs = EpochGuard(repeat=bool(repeat_epochs))  # warns when an epoch repeats
         # batches delivered this epoch (None: unknown, a sampler restored on its own)
@@ -200,17 +194,14 @@ class VideoLoader:
         return gather_positions(state, self.sampler.rank, self.sampler.world_size) if all_ranks else state
 
     def load_state_dict(self, state_dict: dict[str, Any], *, allow_changes: ResumeField | Iterable[ResumeField] = ()) -> None:
-        """Restore a :meth:`state_dict`, saved on any rank of a job of the same world size:
-        the next ``iter(loader)`` continues its epoch from this rank's position.
-
-        The state must describe this loader's order: the same sampler type and
-        parameters, seed, world size, drop_last, batch size, item shape and dataset
-        (relative paths, sizes and frame counts: moved files still match), else
-        :class:`~vidloader.ResumeMismatchError` names the field. ``allow_changes`` names
-        deliberate changes (``"sampler"``, ``"sampler_params"``, ``"seed"``,
-        ``"batch_size"``, ``"item_shape"``, ``"dataset"``): this loader's values are kept
-        and the saved position continues in its order, if it lies inside this rank's
-        share. A state of an older vidloader loads with a :class:`~vidloader.ResumeWarning`."""
+        """Restore a :meth:`state_dict` saved on any rank of a job of the same world size; the
+        next ``iter(loader)`` continues its epoch. The state must describe this loader's
+        order (sampler type and parameters, seed, world size, drop_last, batch size, item
+        shape, dataset by relative path, size and frame count), else
+        :class:`~vidloader.ResumeMismatchError` names the field; ``allow_changes`` names
+        deliberate changes: any of ``"sampler"``, ``"sampler_params"``, ``"seed"``,
+        ``"batch_size"``, ``"item_shape"``, ``"dataset"``. An older
+        vidloader's state loads with a :class:`~vidloader.ResumeWarning`."""
         restored = restore_state(
             state_dict, self.sampler, self.batch_size, item_shape=self.item_shape, dataset=self.dataset,
             allow_changes=allow_changes,
@@ -233,6 +224,7 @@ class VideoLoader:
             return self._recorder.stats.copy()
 
     def reset_stats(self) -> None:
+        """Start the counters of :meth:`stats` again from zero."""
         with self._recorder.lock:
             self._recorder.stats = LoaderStats()
 
@@ -288,24 +280,14 @@ class VideoLoader:
         else:  # a sampler restored on its own: exact unless items were skipped before
             batch_no = start.position // self.batch_size
         self._batches = batch_no
-        # A pass has its own cache: jobs of an abandoned pass still running put into theirs.
-        sh = self._shape
-        self._cache = cache = FrameCache(sh.capacity, (3, *self.size)) if sh.capacity else None
-
         def on_batch(consumed: int, batches: int) -> None:
             self.sampler.advance(consumed)
             self._batches = batches
 
-        def on_end() -> None:
-            if cache is not None:  # this pass's, even if a newer pass has started since
-                cache.clear()
-                if self._cache is cache:  # give its slab back between passes
-                    self._cache = None
-
         run = EpochPass(
-            sampler=self.sampler, dataset=self.dataset, shape=sh, planner=self._planner, fetch=self._fetch,
-            decode=self._decode, cache=cache, policy=self._policy, assembler=self._assembler,
-            deliver=self._deliver, recorder=self._recorder, on_batch=on_batch, on_end=on_end,
+            sampler=self.sampler, dataset=self.dataset, shape=self._shape, planner=self._planner, fetch=self._fetch,
+            decode=self._decode, policy=self._policy, assembler=self._assembler, deliver=self._deliver,
+            recorder=self._recorder, on_batch=on_batch,
         )  # fmt: skip
         return self._epochs.watch(epoch, run.run(start.position, batch_no))
 

@@ -131,13 +131,11 @@ class EpochPass:
         planner: Callable[[], ThreadPoolExecutor],
         fetch: FetchStage,
         decode: DecodeStage,
-        cache: FrameCache | None,
         policy: ErrorPolicy,
         assembler: BatchAssembler,
         deliver: Deliver,
         recorder: Recorder,
         on_batch: Callable[[int, int], None],
-        on_end: Callable[[], None],
     ):
         self.sampler = sampler
         self.dataset = dataset
@@ -148,13 +146,13 @@ class EpochPass:
         )  # fmt: skip
         self.fetch = fetch
         self.decode = decode
-        self.cache = cache
+        # A pass has its own cache: jobs of an abandoned pass still running put into theirs.
+        self.cache = FrameCache(shape.capacity, (3, *shape.size)) if shape.capacity else None
         self.policy = policy
         self.assembler = assembler
         self.deliver = deliver
         self.recorder = recorder
         self.on_batch = on_batch
-        self.on_end = on_end
         self._fetched = (0, 0, 0.0)
         self._error: VideoError | None = None  # on_error="raise": the first bad item's error, not raised yet
 
@@ -267,4 +265,6 @@ class EpochPass:
                     f.cancel()
             if self.source.sequential:
                 self.decode.forget()
-            self.on_end()
+            if self.cache is not None:  # empty, and the slab given back once running jobs let go
+                self.cache.clear()
+                self.cache = None
