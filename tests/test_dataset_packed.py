@@ -18,7 +18,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 
 from vidloader import UniformFrames, VideoDataset, VideoLoader
