@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--full", action="store_true", help="longer timing and extra modes (ablations, sweeps)")
     b.add_argument("--json", default="bench-results.json", help="where to write the raw results (default: %(default)s)")
     b.add_argument("--plot", default=None, help="PNG plot path (default: beside --json)")
-    b.add_argument("--modes", default=None, help="comma-separated mode names (default: all of the run's modes)")
+    b.add_argument("--modes", default=None, help="comma-separated mode names (default: all of the run's modes); scale: index memory and start-up from 10^3 to 10^9 frames")
     b.add_argument("--workloads", default=None, help="comma-separated workload name prefixes, e.g. 'one,200'")
     b.add_argument("--batch-size", type=_int_at_least(1), default=128, help="(default: %(default)s)")
     b.add_argument("--workers", type=_int_at_least(1), default=2, help="processes/threads per loader (default: %(default)s)")

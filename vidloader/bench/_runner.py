@@ -44,6 +44,8 @@ def run_bench(
 ) -> dict:
     """Run the bench; returns the results dict (also written to ``json_path``).
     ``peers``: run the peer comparison (modes of group "peers") instead of the main modes.
+    ``modes=["scale"]``: index memory, open time and time to the first batch from 10^3 to
+    10^9 frames (see ``vidloader/bench/_scale.py``), written to ``json_path`` and plotted.
     ``groups``: also run the clip, camera-group and stream modes (group "groups"; they can
     be named in ``modes`` too). Modes that need scenes run on a generated 6-camera scene
     set (its own workload, "6-camera scenes"), the others on the video workloads."""
@@ -60,6 +62,13 @@ def run_bench(
         f"[bold]machine[/bold]: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM, "
         f"GPU: {machine['gpu'] or 'none'}; torch {machine['versions']['torch']}, PyAV {machine['versions']['av']}"
     )
+    if modes and "scale" in modes:  # its own datasets (generated at every size), not the workloads
+        from ._scale import run_scale
+
+        scale = run_scale(json_path=json_path, plot_path=plot_path or (Path(json_path).with_suffix(".png") if json_path else None), log=console.print)
+        modes = [m for m in modes if m != "scale"]
+        if not modes:
+            return {"machine": machine, "scale": scale}
     group = "peers" if peers else "main"
     names = modes or [n for n, m in MODES.items() if m.group == group and (full or not m.full_only)]
     if groups and not peers:

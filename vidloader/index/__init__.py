@@ -2,6 +2,7 @@
 
 from ._frame_table import FrameTable
 from ._dataset import VIDEO_EXTENSIONS, DatasetFingerprint, VideoDataset, expand_paths
+from ._packed import PackedVideos
 from ._probe import VideoMetadata, check_unchanged, demux_packets, open_container, probe_video
 from ._scenes import SceneDataset, scan_scenes
 from ._store import VideoIndex, default_index_path
@@ -12,6 +13,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "DatasetFingerprint",
     "FrameTable",
+    "PackedVideos",
     "SceneDataset",
     "TimeLike",
     "scan_scenes",

@@ -155,6 +155,22 @@ class FrameTable:
         return cls(n, starts, w[starts], steps, exc, v[exc])
 
     @classmethod
+    def from_parts_trusted(
+        cls, n: int, run_start, run_value, run_step, exc_frame, exc_value, dense, *, monotonic: bool
+    ) -> FrameTable:
+        """A table from parts that a valid table wrote (:meth:`arrays`, e.g. read back from a
+        file), without the O(runs + exceptions) checks, or O(n) for dense tables, of the
+        constructor: O(log runs). The arrays (read-only int64, such as a read-only memory
+        map) are kept, not copied; ``monotonic`` is the writer's :attr:`monotonic`."""
+        self = cls.__new__(cls)
+        self._n = int(n)
+        self._run_start, self._run_value, self._run_step = (a if a.size else _EMPTY for a in (run_start, run_value, run_step))
+        self._exc_frame, self._exc_value, self._dense = (a if a.size else _EMPTY for a in (exc_frame, exc_value, dense))
+        self._last = self._at1(self._n - 1) if self._n else 0
+        self._monotonic = bool(monotonic)
+        return self
+
+    @classmethod
     def arithmetic(cls, n: int, start: int, step: int) -> FrameTable:
         """``start + i * step`` for ``i < n``: one run, O(1)."""
         if n <= 0:

@@ -14,7 +14,9 @@ import multiprocessing as mp
 import os
 import sqlite3
 import sys
+from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
@@ -24,7 +26,14 @@ from .._errors import VideoError, VideoOpenError
 from ._frame_table import FrameTable
 from ._probe import VideoMetadata, probe_video
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock between processes
+    fcntl = None  # type: ignore[assignment]  # the lock is skipped where fcntl is missing
+
 __all__ = ["VideoIndex", "default_index_path"]
+
+_COMMIT_EVERY = 256  # entries stored per transaction while indexing
 
 _FORMAT = 3  # bump when the table layout or the indexing rules change (2: AVI seeks checked; 3: FrameTable blobs)
 _SCHEMA = """
@@ -174,6 +183,12 @@ class VideoIndex:
         and the errors. With ``on_error="raise"`` the first failure is raised after
         the successful entries are stored.
 
+        Entries are committed every 256 files: an interrupted run keeps them, and the
+        next run probes only the rest. The progress bar (tqdm) shows the rate and ETA.
+        Processes indexing into one SQLite file take turns (a lock file beside it,
+        ``<index>.lock``): under torchrun, the first rank of a node probes the files and
+        the others wait, then read its entries; no two processes probe the same files.
+
         ``parallel``: ``"threads"`` (default) probes in ``num_workers`` threads of this
         process: FFmpeg demuxes and decodes without the GIL, and it is safe in any
         process, including one whose loader threads are decoding. ``"processes"``
@@ -189,46 +204,84 @@ class VideoIndex:
             raise ValueError(f"parallel={parallel!r} is not one of 'threads', 'processes'")
         abspaths = [os.path.abspath(os.fspath(p)) for p in paths]
         result: dict[str, VideoMetadata | None] = {}
+        errors: dict[str, VideoError] = {}
+        todo = self._missing(abspaths, stream, result)
+        if todo:
+            with self._build_lock(progress):
+                # Another process may have indexed them while this one waited for the lock.
+                todo = self._missing(todo, stream, result)
+                if todo:
+                    self._probe_all(todo, stream, result, errors, num_workers=num_workers, progress=progress, parallel=parallel)
+        errs = [errors[p] for p in dict.fromkeys(abspaths) if p in errors]
+        if errs and on_error == "raise":
+            raise errs[0]
+        return [result.get(p) for p in abspaths], errs
+
+    def _missing(self, paths: Iterable[str], stream: int | None, result: dict[str, VideoMetadata | None]) -> list[str]:
+        """The paths without an up-to-date entry; the others' entries go into ``result``."""
         todo = []
-        for p in dict.fromkeys(abspaths):
+        for p in dict.fromkeys(paths):
             m = self.lookup(p, stream)
             if m is None:
                 todo.append(p)
             else:
                 result[p] = m
-        errors: dict[str, VideoError] = {}
-        if todo:
-            fresh: list[VideoMetadata] = []
-            workers = min(len(todo), num_workers or os.cpu_count() or 1)
-            bar = _progress(len(todo), progress, "indexing")
+        return todo
+
+    @contextmanager
+    def _build_lock(self, progress: bool) -> Iterator[None]:
+        """Hold ``<index>.lock`` (``fcntl.flock``, exclusive) while probing: of the
+        processes indexing into one file (torchrun's ranks on a node, or two commands), one
+        probes and the others wait, then find its entries. None for an in-memory index or
+        where ``fcntl`` is missing."""
+        if self.path == ":memory:" or fcntl is None:
+            yield
+            return
+        with open(self.path + ".lock", "a+b") as f:
             try:
-                if workers <= 1 or len(todo) < 4:
-                    outcomes = (_probe_task((p, stream)) for p in todo)
-                    for out in outcomes:
-                        self._collect(out, result, errors, fresh, bar)
-                else:
-                    pool: Executor
-                    if parallel == "threads":
-                        pool = ThreadPoolExecutor(workers, thread_name_prefix="vidloader-index")
-                    else:
-                        ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
-                        pool = ProcessPoolExecutor(workers, mp_context=ctx)
-                    try:
-                        futures = [pool.submit(_probe_task, (p, stream)) for p in todo]
-                        for fut in as_completed(futures):
-                            self._collect(fut.result(), result, errors, fresh, bar)
-                            if len(fresh) >= 256:
-                                self.store(fresh, stream)
-                                fresh.clear()
-                    finally:  # on an interrupt, probes not started are dropped (what finished is stored)
-                        pool.shutdown(wait=True, cancel_futures=True)
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if progress:
+                    print(f"vidloader: waiting for another process indexing into {self.path}", file=sys.stderr, flush=True)
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
             finally:
-                bar.close()
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _probe_all(self, todo: list[str], stream, result, errors, *, num_workers, progress, parallel) -> None:
+        """Probe ``todo``, storing entries every :data:`_COMMIT_EVERY` files (an interrupted
+        run keeps them: the next run skips those files)."""
+        fresh: list[VideoMetadata] = []
+        workers = min(len(todo), num_workers or os.cpu_count() or 1)
+        bar = _progress(len(todo), progress, "indexing")
+
+        def collect(out) -> None:
+            self._collect(out, result, errors, fresh, bar)
+            if len(fresh) >= _COMMIT_EVERY:
                 self.store(fresh, stream)
-        errs = [errors[p] for p in dict.fromkeys(abspaths) if p in errors]
-        if errs and on_error == "raise":
-            raise errs[0]
-        return [result.get(p) for p in abspaths], errs
+                fresh.clear()
+
+        try:
+            if workers <= 1 or len(todo) < 4:
+                for p in todo:
+                    collect(_probe_task((p, stream)))
+            else:
+                pool: Executor
+                if parallel == "threads":
+                    pool = ThreadPoolExecutor(workers, thread_name_prefix="vidloader-index")
+                else:
+                    ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+                    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+                try:
+                    futures = [pool.submit(_probe_task, (p, stream)) for p in todo]
+                    for fut in as_completed(futures):
+                        collect(fut.result())
+                finally:  # on an interrupt, probes not started are dropped (what finished is stored)
+                    pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            bar.close()
+            self.store(fresh, stream)
 
     @staticmethod
     def _collect(out, result, errors, fresh, bar) -> None:

@@ -89,8 +89,8 @@ def check_options(
 
 def common_size(dataset: VideoDataset, rotate: bool) -> tuple[int, int]:
     """The one frame size (height, width) of every video, for ``size=None``."""
-    sizes = {(m.display_size if rotate else (m.height, m.width)) for m in dataset.videos}
+    sizes = dataset.frame_sizes(rotate=rotate)
     if len(sizes) != 1:
-        raise ValueError(f"size=None needs every video to share one frame size; found {sorted(sizes)[:5]}. Pass size=(H, W)")
-    h, w = sizes.pop()
+        raise ValueError(f"size=None needs every video to share one frame size; found {sizes[:5]}. Pass size=(H, W)")
+    h, w = sizes[0]
     return int(h), int(w)

@@ -84,7 +84,7 @@ class WindowSource:
         self.ahead = ahead
         self.sequential = sequential
         self._planner = planner
-        self._max_gop = max((m.max_gop_size for m in dataset.videos), default=1)
+        self._max_gop = dataset.max_gop_size
         self._segment: SegmentPlan | None = None
         self._next_segment: tuple[int, Future[SegmentPlan | None]] | None = None
         self.planning_seconds = 0.0  # not yet reported to the stats
