@@ -25,6 +25,9 @@ class Fetched:
     bytes: int = 0
     seconds: float = 0.0
 
+    def __add__(self, other: "Fetched") -> "Fetched":
+        return Fetched(self.requests + other.requests, self.bytes + other.bytes, self.seconds + other.seconds)
+
 
 @runtime_checkable
 class FetchStage(Protocol):

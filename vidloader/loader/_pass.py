@@ -33,7 +33,7 @@ from ._assemble import BatchAssembler, ErrorPolicy, Window, WindowOutcome, finis
 from ._batch import Batch
 from ._decode import DecodeStage
 from ._deliver import Deliver
-from ._fetch import FetchStage
+from ._fetch import Fetched, FetchStage
 from ._frame_cache import FrameCache
 from ._requests import RequestStream, share_blocks
 from ._stats import LoaderStats
@@ -67,7 +67,7 @@ class Recorder:
             self.stats.windows += source.windows
         source.planning_seconds, source.windows = 0.0, 0
 
-    def window(self, outcome: WindowOutcome, cache: FrameCache | None, fetched: tuple[int, int, float]) -> None:
+    def window(self, outcome: WindowOutcome, cache: FrameCache | None, fetched: Fetched) -> None:
         s = self.stats
         with self.lock:
             if cache is not None:
@@ -85,9 +85,9 @@ class Recorder:
             s.decode_seconds += outcome.decode_seconds
             s.cache_fill_seconds += outcome.cache_fill_seconds
             s.wait_seconds += outcome.wait_seconds
-            s.fetch_requests += fetched[0]
-            s.fetch_bytes += fetched[1]
-            s.fetch_seconds += fetched[2]
+            s.fetch_requests += fetched.requests
+            s.fetch_bytes += fetched.bytes
+            s.fetch_seconds += fetched.seconds
 
     def skipped(self, outcome: WindowOutcome) -> None:
         """Count a window's skipped items per file; a file's first skip is logged (logger
@@ -153,7 +153,7 @@ class EpochPass:
         self.deliver = deliver
         self.recorder = recorder
         self.on_batch = on_batch
-        self._fetched = (0, 0, 0.0)
+        self._fetched = Fetched()  # fetched since the last window was recorded
         self._error: VideoError | None = None  # on_error="raise": the first bad item's error, not raised yet
 
     def _submit(self, ids: RequestStream, inflight: deque[Window], limit: int | None, n: int | None = None) -> bool:
@@ -162,7 +162,7 @@ class EpochPass:
         if plan is None:
             return False
         f = self.fetch.fetch(plan)
-        self._fetched = (self._fetched[0] + f.requests, self._fetched[1] + f.bytes, self._fetched[2] + f.seconds)
+        self._fetched = self._fetched + f
         h, w = self.shape.size
         out = torch.empty((plan.num_rows, 3, h, w), dtype=torch.uint8, pin_memory=self.shape.pin_memory)
         failed = np.zeros(plan.num_rows, dtype=bool)
@@ -173,7 +173,7 @@ class EpochPass:
     def _finish(self, window: Window) -> np.ndarray:
         outcome = finish_window(window, self.cache, self.policy, self.shape.per)
         self.recorder.window(outcome, self.cache, self._fetched)
-        self._fetched = (0, 0, 0.0)
+        self._fetched = Fetched()
         error = self.policy.settle(outcome, self.shape.per)
         if error is not None:  # on_error="raise": raised when the batch that holds the bad item is cut
             self._error = error
