@@ -158,6 +158,17 @@ class BatchAssembler:
         self.size = size
         self.item_info = item_info
 
+    def _pts_seconds(self, videos: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """Each frame's pts in seconds (exact ticks times the time base, then rounded to a
+        float); one metadata lookup and one vectorised table lookup per distinct video."""
+        out = np.empty(videos.shape[0], dtype=np.float64)
+        for v in np.unique(videos).tolist():
+            rows = np.flatnonzero(videos == v)
+            meta = self.metas[v]
+            tb = meta.time_base
+            out[rows] = [float(p * tb) for p in meta.pts_at(frames[rows]).tolist()]
+        return out
+
     def make(self, parts: list[tuple[Window, np.ndarray]]) -> Batch:
         """The batch of ``parts``' items, ``data`` on the CPU (a view when the items are one
         contiguous run of one window)."""
@@ -176,12 +187,7 @@ class BatchAssembler:
             out = torch.cat([items(c)[0][torch.from_numpy(rows)] for c, rows in parts])
             videos = np.concatenate([items(c)[1][rows] for c, rows in parts])
             frames = np.concatenate([items(c)[2][rows] for c, rows in parts])
-        metas = self.metas
-        pts = np.fromiter(
-            (float(metas[v].pts_at(f) * metas[v].time_base) for v, f in zip(videos.reshape(-1).tolist(), frames.reshape(-1).tolist())),
-            dtype=np.float64,
-            count=videos.size,
-        ).reshape(videos.shape)
+        pts = self._pts_seconds(videos.reshape(-1), frames.reshape(-1)).reshape(videos.shape)
         info = None
         if self.item_info is not None:
             info = self.item_info(np.concatenate([c.start + r for c, r in parts]))
