@@ -48,6 +48,17 @@ def read_barcode(rgb: np.ndarray) -> int:
     return i
 
 
+def copy_files(paths, folder: str | os.PathLike) -> list[str]:
+    """Fresh copies of ``paths`` in ``folder`` (a test may break one after indexing)."""
+    out = []
+    for p in paths:
+        dst = os.path.join(folder, os.path.basename(p))
+        with open(p, "rb") as src, open(dst, "wb") as f:
+            f.write(src.read())
+        out.append(dst)
+    return out
+
+
 def make_video(
     path: str | os.PathLike,
     *,

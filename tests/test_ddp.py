@@ -25,7 +25,7 @@ import torch.multiprocessing as mp
 from vidloader import FrameSampler, UniformFrames, VideoDataset, VideoLoader
 from vidloader.index import VideoMetadata
 
-from media import make_video, read_barcode
+from media import copy_files, make_video, read_barcode
 
 WORLD = 2
 SEED, EPOCH, BS = 5, 1, 8
@@ -242,11 +242,7 @@ def test_ranks_share_one_epoch(clip_paths, tmp_path):
 
 
 def test_ranks_keep_step_with_a_skipped_file(clip_paths, tmp_path):
-    copies = []
-    for p in clip_paths:
-        dst = tmp_path / os.path.basename(p)
-        dst.write_bytes(open(p, "rb").read())
-        copies.append(str(dst))
+    copies = copy_files(clip_paths, tmp_path)
     ds = VideoDataset(copies, index=None, progress=False, num_workers=1)
     os.remove(ds.videos[BAD].path)  # broken after indexing: found out while decoding
     results = _run_group(list(ds.videos), "skip", tmp_path)

@@ -21,7 +21,7 @@ from vidloader import UniformFrames, VideoDataset, VideoLoader
 from vidloader.index import VideoMetadata
 from vidloader.sampling import PassStart
 
-from media import make_video, read_barcode
+from media import copy_files, make_video, read_barcode
 
 TIMEOUT_S = 60.0
 SEED, EPOCH, BS = 7, 2, 8
@@ -52,12 +52,7 @@ def _new_dataset(paths) -> VideoDataset:
 @pytest.fixture
 def paths(clip_paths, tmp_path) -> list[str]:
     """Fresh copies (a test may break one after indexing)."""
-    out = []
-    for p in clip_paths:
-        dst = tmp_path / os.path.basename(p)
-        dst.write_bytes(open(p, "rb").read())
-        out.append(str(dst))
-    return out
+    return copy_files(clip_paths, tmp_path)
 
 
 def _loader(ds, *, on_error="raise", even_batches=None, transform=None) -> VideoLoader:

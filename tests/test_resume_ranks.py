@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 
 from vidloader import ClipTiles, GopTiles, UniformFrames, VideoDataset, VideoLoader
 
-from media import make_video, read_barcode
+from media import copy_files, make_video, read_barcode
 
 WORLD, SEED, EPOCH, BS = 2, 9, 3, 8
 # 127 frames: 64 per rank (one padded request), 8 batches of 8 on each rank
@@ -73,6 +73,20 @@ def _epoch(ds, sampler, **kw) -> list[tuple]:
     return out
 
 
+def _first_batches(dataset, make, k, **kw):
+    """On every rank: the first ``k`` batches of the epoch, and the state after them."""
+    before, states = [], []
+    for r in range(WORLD):
+        first = _loader(dataset(), make(r), **kw)
+        first.set_epoch(EPOCH)
+        it = iter(first)
+        before.append([_batch(b) for b in islice(it, k)])
+        states.append(first.state_dict())
+        it.close()
+        first.close()
+    return before, states
+
+
 @pytest.mark.parametrize("kind", list(SAMPLERS))
 @pytest.mark.parametrize("k", [0, 3, 7])
 def test_rank0_state_resumes_both_ranks(clip_paths, kind, k):
@@ -81,15 +95,7 @@ def test_rank0_state_resumes_both_ranks(clip_paths, kind, k):
     ref = [_epoch(ds, make(r)) for r in range(WORLD)]
     assert len(ref[0]) == len(ref[1]) == 8 and ref[0] != ref[1]
 
-    before, states = [], []
-    for r in range(WORLD):
-        first = _loader(ds, make(r))
-        first.set_epoch(EPOCH)
-        it = iter(first)
-        before.append([_batch(b) for b in islice(it, k)])
-        states.append(first.state_dict())
-        it.close()
-        first.close()
+    before, states = _first_batches(lambda: ds, make, k)
     saved = _round_trip(states[0])  # only rank 0's state is kept
     for r in range(WORLD):
         second = _loader(VideoDataset(clip_paths, index=None, progress=False, num_workers=1), make(r))
@@ -104,11 +110,7 @@ def test_rank0_state_resumes_both_ranks(clip_paths, kind, k):
 
 
 def _broken(clip_paths, tmp_path):
-    copies = []
-    for p in clip_paths:
-        dst = tmp_path / os.path.basename(p)
-        dst.write_bytes(open(p, "rb").read())
-        copies.append(str(dst))
+    copies = copy_files(clip_paths, tmp_path)
     ds = VideoDataset(copies, index=None, progress=False, num_workers=1)
     os.remove(ds.videos[BAD].path)  # found out while decoding
     return list(ds.videos)
@@ -122,15 +124,7 @@ def test_skipped_items_every_rank_position_recorded(clip_paths, tmp_path, k):
     metas = _broken(clip_paths, tmp_path)
     make = SAMPLERS["uniform"]
     ref = [_epoch(VideoDataset.from_metadata(metas), make(r), on_error="skip") for r in range(WORLD)]
-    before, states = [], []
-    for r in range(WORLD):
-        first = _loader(VideoDataset.from_metadata(metas), make(r), on_error="skip")
-        first.set_epoch(EPOCH)
-        it = iter(first)
-        before.append([_batch(b) for b in islice(it, k)])
-        states.append(first.state_dict())
-        it.close()
-        first.close()
+    before, states = _first_batches(lambda: VideoDataset.from_metadata(metas), make, k, on_error="skip")
     skipped = [s["position"] - s["batches"] * BS for s in states]
     assert skipped[0] > 0 and skipped[1] > 0  # positions differ from batches * batch_size on both ranks
     gathered = dict(states[0], positions=[s["position"] for s in states])
