@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _NAMES: dict[str, str] = {
     **dict.fromkeys(
         ("DecodeError", "DecodeTimeoutError", "EmptyVideoError", "FrameIndexError", "IndexMismatchError",
-         "NoVideoStreamError", "VideoError", "VideoOpenError"),
+         "NoVideoStreamError", "RemoteReadError", "VideoError", "VideoOpenError"),
         "._errors",
     ),
     **dict.fromkeys(
@@ -43,7 +43,7 @@ _NAMES: dict[str, str] = {
     ),
 }  # fmt: skip
 
-_SUBPACKAGES = ("bench", "cli", "decoding", "index", "loader", "planning", "prepare", "sampling", "transforms")
+_SUBPACKAGES = ("bench", "cli", "decoding", "index", "loader", "planning", "prepare", "sampling", "storage", "transforms")
 
 if TYPE_CHECKING:
     from ._errors import (
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         FrameIndexError,
         IndexMismatchError,
         NoVideoStreamError,
+        RemoteReadError,
         VideoError,
         VideoOpenError,
     )

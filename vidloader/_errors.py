@@ -13,6 +13,7 @@ __all__ = [
     "DecodeError",
     "DecodeTimeoutError",
     "IndexMismatchError",
+    "RemoteReadError",
 ]
 
 
@@ -70,3 +71,9 @@ class DecodeTimeoutError(DecodeError):
 
 class IndexMismatchError(VideoError):
     """The file no longer matches its index (changed after indexing, or lying timestamps)."""
+
+
+class RemoteReadError(VideoOpenError):
+    """An object in storage could not be read: it is missing (HTTP 404), access is denied
+    (403), or the store kept failing (time-outs, resets, 5xx) after the bounded retries.
+    An object replaced since indexing raises :class:`IndexMismatchError` instead."""

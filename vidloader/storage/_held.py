@@ -1,0 +1,325 @@
+"""The bytes of remote objects held on this machine, and the file the decoder reads them through.
+
+:class:`HeldBytes` keeps, for one object, the byte ranges fetched so far: on a local disk
+(a sparse file at the object's own offsets, bounded by :class:`ByteBudget`) or in memory.
+Ranges still in flight are held as futures; a read of them waits. :class:`RemoteFile` is
+a read-only, seekable file over it, for FFmpeg: a read outside every held and pending
+range is fetched on demand (``read_ahead`` bytes at least) and counted as a miss.
+Every byte comes from a read that carried the indexed ETag.
+"""
+
+from __future__ import annotations
+
+import bisect
+import concurrent.futures
+import functools
+import hashlib
+import io
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._objects import ObjectStore
+
+__all__ = ["ByteBudget", "HeldBytes", "HeldCounters", "RemoteFile"]
+
+
+@dataclass
+class HeldCounters:
+    """Reads of one process's held bytes: ``misses`` (reads fetched on demand, outside
+    what was fetched ahead), ``miss_bytes``, ``waits`` (reads that waited for an
+    in-flight range) and ``wait_seconds``."""
+
+    misses: int = 0
+    miss_bytes: int = 0
+    waits: int = 0
+    wait_seconds: float = 0.0
+
+
+class ByteBudget:
+    """A bound on the bytes the held objects keep on disk (or in memory), shared by all
+    of them: when a new range would exceed it, the least recently used objects that no
+    planned job still needs are dropped whole."""
+
+    def __init__(self, limit: int, folder: str | os.PathLike | None):
+        if not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"byte budget {limit!r}: must be an integer >= 0 (bytes)")
+        self.limit = limit
+        self.folder = Path(folder) if folder is not None else None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.used = 0
+        self.peak = 0
+        self.evicted = 0  # bytes dropped to stay within the limit
+        self._lru: OrderedDict[int, HeldBytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def touch(self, held: "HeldBytes") -> None:
+        with self._lock:
+            self._lru[id(held)] = held
+            self._lru.move_to_end(id(held))
+
+    def charge(self, held: "HeldBytes", n: int) -> None:
+        """Account ``n`` new bytes of ``held``, dropping others to stay within the limit."""
+        victims: list[HeldBytes] = []
+        with self._lock:
+            self.used += n
+            self._lru[id(held)] = held
+            self._lru.move_to_end(id(held))
+            for key in list(self._lru):
+                if self.used <= self.limit:
+                    break
+                other = self._lru[key]
+                if other is held or other.pinned():
+                    continue
+                del self._lru[key]
+                victims.append(other)
+                self.used -= other.nbytes
+                self.evicted += other.nbytes
+            self.peak = max(self.peak, self.used)
+        for v in victims:
+            v.drop()
+
+    def forget(self, held: "HeldBytes") -> None:
+        with self._lock:
+            if self._lru.pop(id(held), None) is not None:
+                self.used -= held.nbytes
+
+
+class HeldBytes:
+    """The held ranges of one object (``url`` as indexed: ``size`` bytes, ``etag``)."""
+
+    def __init__(self, store: ObjectStore, url: str, size: int, etag: str | None, budget: ByteBudget | None = None):
+        self.store = store
+        self.url = url
+        self.size = int(size)
+        self.etag = etag
+        self.budget = budget
+        self.counters = HeldCounters()
+        self._lock = threading.Lock()
+        self._starts: list[int] = []  # disjoint held ranges, sorted
+        self._ends: list[int] = []
+        self._chunks: dict[int, bytes] = {}  # start -> bytes (memory backing)
+        self._pending: dict[tuple[int, int], concurrent.futures.Future] = {}
+        self._pins = 0
+        self.nbytes = 0
+        self._path: Path | None = None
+        if budget is not None and budget.folder is not None:
+            name = hashlib.sha1(f"{url}\0{etag}".encode()).hexdigest()
+            self._path = budget.folder / name
+
+    def __repr__(self) -> str:
+        return f"HeldBytes({self.url!r}, held={self.nbytes}, ranges={len(self._starts)}, pending={len(self._pending)})"
+
+    # -- pins: ranges some planned job still needs --------------------------------------
+
+    def pin(self) -> None:
+        with self._lock:
+            self._pins += 1
+
+    def unpin(self) -> None:
+        with self._lock:
+            self._pins -= 1
+
+    def pinned(self) -> bool:
+        return self._pins > 0 or bool(self._pending)
+
+    # -- what is held ----------------------------------------------------------------------
+
+    def missing(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of ``[start, end)`` neither held nor in flight."""
+        with self._lock:
+            gaps = self._gaps(start, end)
+            out: list[tuple[int, int]] = []
+            for a, b in gaps:
+                for (ps, pe) in sorted(self._pending):
+                    if pe <= a or ps >= b:
+                        continue
+                    if ps > a:
+                        out.append((a, ps))
+                    a = max(a, pe)
+                    if a >= b:
+                        break
+                if a < b:
+                    out.append((a, b))
+            return out
+
+    def _gaps(self, start: int, end: int) -> list[tuple[int, int]]:
+        out = []
+        i = max(0, bisect.bisect_right(self._starts, start) - 1)
+        pos = start
+        while pos < end and i < len(self._starts):
+            s, e = self._starts[i], self._ends[i]
+            if e <= pos:
+                i += 1
+                continue
+            if s > pos:
+                out.append((pos, min(s, end)))
+            pos = max(pos, e)
+            i += 1
+        if pos < end:
+            out.append((pos, end))
+        return out
+
+    def fetch(self, start: int, end: int) -> concurrent.futures.Future:
+        """Start fetching ``[start, end)`` (a range :meth:`missing` returned); the bytes are
+        held when the read completes."""
+        fut = self.store.submit(self.url, start, end, etag=self.etag)
+        with self._lock:
+            self._pending[(start, end)] = fut
+        fut.add_done_callback(functools.partial(self._arrived, start, end))
+        return fut
+
+    def _arrived(self, start: int, end: int, fut: concurrent.futures.Future) -> None:
+        try:
+            data = fut.result()
+        except BaseException:
+            with self._lock:
+                self._pending.pop((start, end), None)
+            return  # the reader that needs it sees the error on the future
+        self._keep(start, data)
+        with self._lock:
+            self._pending.pop((start, end), None)
+
+    def _keep(self, start: int, data: bytes) -> None:
+        end = start + len(data)
+        with self._lock:
+            gaps = self._gaps(start, end)
+            new = sum(b - a for a, b in gaps)
+            if not new:
+                return
+            if self._path is not None:
+                with open(self._path, "r+b" if self._path.exists() else "w+b") as f:
+                    for a, b in gaps:
+                        f.seek(a)
+                        f.write(data[a - start : b - start])
+            else:
+                for a, b in gaps:
+                    self._chunks[a] = data[a - start : b - start]
+            for a, b in gaps:
+                k = bisect.bisect_left(self._starts, a)
+                self._starts.insert(k, a)
+                self._ends.insert(k, b)
+            self.nbytes += new
+        if self.budget is not None:
+            self.budget.charge(self, new)
+
+    def drop(self) -> None:
+        """Forget every held byte (the budget chose this object to free space)."""
+        with self._lock:
+            self._starts.clear()
+            self._ends.clear()
+            self._chunks.clear()
+            self.nbytes = 0
+            if self._path is not None:
+                try:
+                    self._path.unlink()
+                except FileNotFoundError:
+                    pass
+
+    def close(self) -> None:
+        if self.budget is not None:
+            self.budget.forget(self)
+        self.drop()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(self, pos: int, n: int, read_ahead: int) -> bytes:
+        """Up to ``n`` bytes from ``pos``: those held contiguously there (a short read at
+        the end of a held range), waiting for an in-flight range that covers ``pos``, or
+        fetching ``max(n, read_ahead)`` bytes on demand (a miss)."""
+        if pos >= self.size or n <= 0:
+            return b""
+        n = min(n, self.size - pos)
+        while True:
+            with self._lock:
+                got = self._held_at(pos, n)
+                if got is not None:
+                    if self.budget is not None:
+                        self.budget.touch(self)
+                    return got
+                fut = next((f for (s, e), f in self._pending.items() if s <= pos < e), None)
+            if fut is not None:
+                t0 = time.perf_counter()
+                data = fut.result()  # raises the read's error
+                self.counters.waits += 1
+                self.counters.wait_seconds += time.perf_counter() - t0
+                (s, _e) = next(((s, e) for (s, e), f in list(self._pending.items()) if f is fut), (None, None))
+                if s is None:
+                    continue  # arrived and kept meanwhile
+                return data[pos - s : pos - s + n]
+            end = min(self.size, pos + max(n, read_ahead))
+            with self._lock:
+                nxt = bisect.bisect_right(self._starts, pos)
+                if nxt < len(self._starts):
+                    end = min(end, max(pos + n, self._starts[nxt]))
+            data = self.store.get(self.url, pos, end, etag=self.etag)
+            self.counters.misses += 1
+            self.counters.miss_bytes += len(data)
+            self._keep(pos, data)
+            return data[:n]
+
+    def _held_at(self, pos: int, n: int) -> bytes | None:
+        i = bisect.bisect_right(self._starts, pos) - 1
+        if i < 0 or self._ends[i] <= pos:
+            return None
+        s, e = self._starts[i], self._ends[i]
+        m = min(n, e - pos)
+        if self._path is not None:
+            with open(self._path, "rb") as f:
+                f.seek(pos)
+                return f.read(m)
+        chunk = self._chunks[s]  # memory: one chunk per held range
+        return chunk[pos - s : pos - s + m]
+
+
+class RemoteFile(io.RawIOBase):
+    """A read-only, seekable file over :class:`HeldBytes` (what FFmpeg reads through)."""
+
+    def __init__(self, held: HeldBytes, *, read_ahead: int = 1 << 20):
+        super().__init__()
+        self.held = held
+        self.read_ahead = int(read_ahead)
+        self._pos = 0
+        self.name = held.url
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self.held.size + offset
+        else:
+            raise ValueError(f"whence={whence!r}: allowed values are 0, 1, 2")
+        if pos < 0:
+            raise ValueError(f"{self.held.url}: seek to a negative position ({pos})")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.held.read(self._pos, len(buffer), self.read_ahead)
+        n = len(data)
+        buffer[:n] = data
+        self._pos += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.held.size - self._pos
+        data = self.held.read(self._pos, size, self.read_ahead)
+        self._pos += len(data)
+        return data
