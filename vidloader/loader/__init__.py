@@ -3,7 +3,7 @@
 from ._adapter import VideoIterableDataset
 from ._batch import Batch
 from ._epochs import RepeatedEpochWarning
-from ._fetch import FetchStage, Fetched, LocalFiles
+from ._fetch import FetchStage, Fetched, LocalFiles, RemoteFetch
 from ._loader import VideoLoader
 from ._stats import FileErrors, LoaderStats
 
@@ -14,6 +14,7 @@ __all__ = [
     "FileErrors",
     "LoaderStats",
     "LocalFiles",
+    "RemoteFetch",
     "RepeatedEpochWarning",
     "VideoIterableDataset",
     "VideoLoader",

@@ -1,32 +1,57 @@
 """Stage 2 of a pass: bring the bytes a window's jobs will read close to the decoder.
 
 Local files need nothing: the decoder reads them directly, so :class:`LocalFiles` does
-nothing and costs nothing. A store that must be read ahead of decoding (object
-storage) implements :class:`FetchStage`: it receives each planned window, in order,
-``prefetch`` windows before the window is decoded, and reports what it read.
+nothing and costs nothing. Objects in storage (``s3://``, ``http(s)://``) are read by
+:class:`RemoteFetch`: for each planned window, exactly the byte ranges its jobs decode
+(from the index's per-GOP byte extents), coalesced and fetched concurrently while
+earlier windows decode. Any :class:`FetchStage` receives each planned window, in order,
+before its jobs are submitted, and reports what it started reading.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..planning import WindowPlan
+from ..storage import ByteBudget, HeldBytes, HeldCounters, is_url, register_held, store_for, unregister_held
 
-__all__ = ["FetchStage", "Fetched", "LocalFiles"]
+if TYPE_CHECKING:
+    from ..index import VideoDataset
+
+__all__ = ["FetchStage", "Fetched", "LocalFiles", "RemoteFetch", "default_fetch"]
 
 
 @dataclass(frozen=True)
 class Fetched:
-    """What fetching one window cost: ``requests`` issued, ``bytes`` read, ``seconds``
-    spent in the calling thread."""
+    """What fetching one window cost: ``requests`` started, ``bytes`` requested,
+    ``seconds`` spent in the calling thread; since the previous report, ``misses`` (reads
+    the decoders fetched on demand, outside what was fetched ahead) and their
+    ``miss_bytes``, ``wait_seconds`` decoders spent waiting for bytes in flight; and
+    ``held_bytes``, the bytes the fetch stage holds now (a level, not a sum)."""
 
     requests: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    misses: int = 0
+    miss_bytes: int = 0
+    wait_seconds: float = 0.0
+    held_bytes: int = 0
 
     def __add__(self, other: "Fetched") -> "Fetched":
-        return Fetched(self.requests + other.requests, self.bytes + other.bytes, self.seconds + other.seconds)
+        return Fetched(
+            self.requests + other.requests,
+            self.bytes + other.bytes,
+            self.seconds + other.seconds,
+            self.misses + other.misses,
+            self.miss_bytes + other.miss_bytes,
+            self.wait_seconds + other.wait_seconds,
+            other.held_bytes,
+        )
 
 
 @runtime_checkable
@@ -36,6 +61,10 @@ class FetchStage(Protocol):
     wait for them. ``close`` releases what it holds."""
 
     def fetch(self, window: WindowPlan) -> Fetched: ...
+
+    def release(self, window: WindowPlan) -> None:
+        """The window's jobs are done: what it fetched may be dropped."""
+        ...
 
     def close(self) -> None: ...
 
@@ -48,8 +77,145 @@ class LocalFiles:
     def fetch(self, window: WindowPlan) -> Fetched:
         return self._NOTHING
 
+    def release(self, window: WindowPlan) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
     def __repr__(self) -> str:
         return "LocalFiles()"
+
+
+#: Default bytes kept of fetched objects (on local disk): re-decodes of a GOP within the
+#: budget read it again from there, not from the store.
+DEFAULT_BYTE_BUDGET = 8 << 30
+
+
+class RemoteFetch:
+    """Fetch exactly the bytes each planned window decodes, ahead of decoding.
+
+    For each job (a video, its entry keyframe, its last frame) the byte span is
+    ``extents.span(entry, gop of the last frame)`` from the index's :class:`ByteExtents`
+    (loaded per file when the file is first fetched), plus the container header once per
+    file. Spans of one file closer than ``gap`` bytes are fetched as one request (an
+    extra round trip costs more than a few wasted bytes); parts already held or in
+    flight are not fetched again. Requests run concurrently on the store's I/O thread
+    and carry the indexed ETag (``If-Match``): an object replaced since indexing fails
+    its read with :class:`IndexMismatchError`, and no byte of it reaches a decoder.
+
+    Fetched bytes are kept in a byte cache of at most ``byte_budget`` bytes, separate
+    from the look-ahead frame cache: in ``cache_dir`` (default: a temporary folder,
+    removed by :meth:`close`) or in memory (``cache_dir="memory"``). A GOP decoded
+    again later in the epoch is read from there while its file stays within the
+    budget; least recently used files that no window in flight needs are dropped
+    first. The decoder reads through :class:`~vidloader.storage.RemoteFile`; a read
+    outside what was fetched (a miss) is fetched on demand and counted.
+    Local paths in the dataset are skipped: the decoder reads them directly.
+    """
+
+    def __init__(
+        self,
+        dataset: "VideoDataset",
+        *,
+        byte_budget: int = DEFAULT_BYTE_BUDGET,
+        cache_dir: str | os.PathLike | None = None,
+        gap: int = 1 << 20,
+    ):
+        if not isinstance(gap, int) or gap < 0:
+            raise ValueError(f"gap={gap!r}: must be an integer >= 0 (bytes)")
+        self.dataset = dataset
+        self.gap = gap
+        self._own_dir: str | None = None
+        if cache_dir is None:
+            cache_dir = self._own_dir = tempfile.mkdtemp(prefix="vidloader-bytes-")
+        folder = None if str(cache_dir) == "memory" else cache_dir
+        self.budget = ByteBudget(byte_budget, folder)
+        self._held: dict[int, HeldBytes] = {}
+        self._counters = HeldCounters()  # shared by every object's HeldBytes
+        self._reported = HeldCounters()
+        self._pins: dict[int, list[HeldBytes]] = {}  # id(window) -> objects it pinned
+
+    def __repr__(self) -> str:
+        where = "memory" if self.budget.folder is None else str(self.budget.folder)
+        return f"RemoteFetch(byte_budget={self.budget.limit}, cache_dir={where!r}, gap={self.gap})"
+
+    def _object(self, video: int) -> HeldBytes | None:
+        held = self._held.get(video)
+        if held is None:
+            meta = self.dataset.videos[video]
+            if not is_url(meta.path):
+                return None
+            store = store_for(meta.path)
+            held = HeldBytes(store, meta.path, meta.size_bytes, meta.etag or None, self.budget, counters=self._counters)
+            register_held(held)
+            self._held[video] = held
+        return held
+
+    def fetch(self, window: WindowPlan) -> Fetched:
+        t0 = time.perf_counter()
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for spec in window.jobs:
+            job = spec.job
+            held = self._object(job.video)
+            if held is None:
+                continue
+            ext = self.dataset.byte_extents(job.video)
+            meta = self.dataset.videos[job.video]
+            last = int(job.frames[-1])
+            last_entry = int(meta.keyframe_before(last)) if meta.seekable else -1
+            want = spans.setdefault(job.video, [])
+            if not held.header_requested:
+                want.extend((int(a), int(b)) for a, b in ext.header.tolist())
+                held.header_requested = True
+            if meta.seekable:
+                want.append(ext.span(job.entry, last_entry))
+            else:
+                want.append((ext.stream_start, ext.size))
+        requests = nbytes = 0
+        pinned: list[HeldBytes] = []
+        for video, ranges in spans.items():
+            held = self._held[video]
+            held.pin()
+            pinned.append(held)
+            todo = [piece for a, b in _coalesce(ranges, 0) for piece in held.missing(a, b)]
+            for a, b in _coalesce(todo, self.gap):
+                held.fetch(a, b)
+                requests += 1
+                nbytes += b - a
+        self._pins[id(window)] = pinned
+        c, r = self._counters, self._reported
+        misses, miss_bytes, wait = c.misses - r.misses, c.miss_bytes - r.miss_bytes, c.wait_seconds - r.wait_seconds
+        self._reported = HeldCounters(c.misses, c.miss_bytes, c.waits, c.wait_seconds)
+        return Fetched(requests, nbytes, time.perf_counter() - t0, misses, miss_bytes, wait, self.budget.used)
+
+    def release(self, window: WindowPlan) -> None:
+        for held in self._pins.pop(id(window), ()):
+            held.unpin()
+
+    def close(self) -> None:
+        for held in self._held.values():
+            unregister_held(held)
+            held.close()
+        self._held.clear()
+        self._pins.clear()
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
+
+
+def default_fetch(dataset: "VideoDataset") -> FetchStage:
+    """:class:`RemoteFetch` when some of the dataset's videos are URLs, else :class:`LocalFiles`."""
+    return RemoteFetch(dataset) if any(is_url(p) for p in dataset.paths) else LocalFiles()
+
+
+def _coalesce(ranges: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
+    """Sorted, merged ranges; ranges closer than ``gap`` bytes become one."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + gap:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out

@@ -25,7 +25,7 @@ from ._batch import Batch
 from ._decode import DecodeStage, default_workers
 from ._deliver import Deliver
 from ._epochs import EpochGuard
-from ._fetch import FetchStage, LocalFiles
+from ._fetch import FetchStage, default_fetch
 from ._frame_cache import default_cache_bytes
 from ._pass import EpochPass, PassShape, Recorder
 from ._state import gather_positions, restore_state, save_state
@@ -81,7 +81,8 @@ class VideoLoader:
             :func:`~vidloader.planning.plan_lookahead`. Batches are bit for bit those of
             the cache off. ``None``: min(2 GB, 10% of available memory); 0: off.
             Single-frame samplers; :meth:`plan_stats` gives the figures without decoding.
-        fetch: the fetch stage (default: local files, which the decoder reads itself).
+        fetch: the fetch stage (default: :class:`~vidloader.loader.RemoteFetch` when the
+            dataset holds URLs, else local files, which the decoder reads itself).
         repeat_epochs: passes may repeat a completed epoch (a validation loader); else the
             first such pass warns (:class:`~vidloader.loader.RepeatedEpochWarning`).
 
@@ -158,7 +159,7 @@ class VideoLoader:
             timeout=self.decode_timeout, num_workers=self.num_workers, max_open_files=max_open_files,
             skip_nonref=skip_nonref, cursors=cursors,
         )  # fmt: skip
-        self._fetch: FetchStage = fetch if fetch is not None else LocalFiles()
+        self._fetch: FetchStage = fetch if fetch is not None else default_fetch(dataset)
         self._policy = ErrorPolicy(on_error, dataset.videos)
         item_info = self.sampler.provides_item_info
         self._assembler = BatchAssembler(

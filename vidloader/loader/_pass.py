@@ -88,6 +88,11 @@ class Recorder:
             s.fetch_requests += fetched.requests
             s.fetch_bytes += fetched.bytes
             s.fetch_seconds += fetched.seconds
+            s.fetch_misses += fetched.misses
+            s.fetch_miss_bytes += fetched.miss_bytes
+            s.fetch_wait_seconds += fetched.wait_seconds
+            s.fetch_held_bytes = fetched.held_bytes
+            s.peak_fetch_held_bytes = max(s.peak_fetch_held_bytes, fetched.held_bytes)
 
     def skipped(self, outcome: WindowOutcome) -> None:
         """Count a window's skipped items per file; a file's first skip is logged (logger
@@ -172,6 +177,7 @@ class EpochPass:
 
     def _finish(self, window: Window) -> np.ndarray:
         outcome = finish_window(window, self.cache, self.policy, self.shape.per)
+        self.fetch.release(window.plan)
         self.recorder.window(outcome, self.cache, self._fetched)
         self._fetched = Fetched()
         error = self.policy.settle(outcome, self.shape.per)
@@ -263,6 +269,7 @@ class EpochPass:
             for p in inflight:
                 for f in p.futures:
                     f.cancel()
+                self.fetch.release(p.plan)
             if self.source.sequential:
                 self.decode.forget()
             if self.cache is not None:  # empty, and the slab given back once running jobs let go

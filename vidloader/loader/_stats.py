@@ -53,7 +53,11 @@ class LoaderStats:
     - plan: ``windows`` planned; ``planning_seconds`` planning windows and look-ahead
       segments (segments are planned in a background thread, ahead of need).
     - fetch: ``fetch_requests``, ``fetch_bytes``, ``fetch_seconds`` (0 for local files:
-      the decoder reads them directly).
+      the decoder reads them directly); ``fetch_misses`` and ``fetch_miss_bytes``, reads
+      the decoders fetched on demand because they fell outside what was fetched ahead;
+      ``fetch_wait_seconds`` the decoders waited for bytes in flight (summed over
+      threads); ``fetch_held_bytes`` the byte cache's fill when the last window was
+      consumed, ``peak_fetch_held_bytes`` the most it held.
     - decode: ``decode_jobs`` run, ``decode_seconds`` summed over the decoding threads
       (decode, colour conversion and scaling, copy into the batch); ``frames_decoded``,
       ``packets_sent``, ``frames_skipped`` (non-reference frames dropped undecoded),
@@ -92,6 +96,11 @@ class LoaderStats:
     fetch_requests: int = 0
     fetch_bytes: int = 0
     fetch_seconds: float = 0.0
+    fetch_misses: int = 0
+    fetch_miss_bytes: int = 0
+    fetch_wait_seconds: float = 0.0
+    fetch_held_bytes: int = 0
+    peak_fetch_held_bytes: int = 0
     decode_jobs: int = 0
     decode_seconds: float = 0.0
     cache_fill_seconds: float = 0.0

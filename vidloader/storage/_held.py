@@ -93,13 +93,22 @@ class ByteBudget:
 class HeldBytes:
     """The held ranges of one object (``url`` as indexed: ``size`` bytes, ``etag``)."""
 
-    def __init__(self, store: ObjectStore, url: str, size: int, etag: str | None, budget: ByteBudget | None = None):
+    def __init__(
+        self,
+        store: ObjectStore,
+        url: str,
+        size: int,
+        etag: str | None,
+        budget: ByteBudget | None = None,
+        *,
+        counters: HeldCounters | None = None,
+    ):
         self.store = store
         self.url = url
         self.size = int(size)
         self.etag = etag
         self.budget = budget
-        self.counters = HeldCounters()
+        self.counters = counters if counters is not None else HeldCounters()  # may be shared
         self._lock = threading.Lock()
         self._starts: list[int] = []  # disjoint held ranges, sorted
         self._ends: list[int] = []
@@ -107,6 +116,7 @@ class HeldBytes:
         self._pending: dict[tuple[int, int], concurrent.futures.Future] = {}
         self._pins = 0
         self.nbytes = 0
+        self.header_requested = False  # for the fetch stage: the header is fetched once
         self._path: Path | None = None
         if budget is not None and budget.folder is not None:
             name = hashlib.sha1(f"{url}\0{etag}".encode()).hexdigest()
@@ -246,8 +256,9 @@ class HeldBytes:
             if fut is not None:
                 t0 = time.perf_counter()
                 data = fut.result()  # raises the read's error
-                self.counters.waits += 1
-                self.counters.wait_seconds += time.perf_counter() - t0
+                with self._lock:
+                    self.counters.waits += 1
+                    self.counters.wait_seconds += time.perf_counter() - t0
                 (s, _e) = next(((s, e) for (s, e), f in list(self._pending.items()) if f is fut), (None, None))
                 if s is None:
                     continue  # arrived and kept meanwhile
@@ -258,8 +269,9 @@ class HeldBytes:
                 if nxt < len(self._starts):
                     end = min(end, max(pos + n, self._starts[nxt]))
             data = self.store.get(self.url, pos, end, etag=self.etag)
-            self.counters.misses += 1
-            self.counters.miss_bytes += len(data)
+            with self._lock:
+                self.counters.misses += 1
+                self.counters.miss_bytes += len(data)
             self._keep(pos, data)
             return data[:n]
 
