@@ -121,6 +121,8 @@ def test_signatures_for_the_proxy_address_validate_upstream(folder, expected):
         s3.upload(folder / "sub" / "clip a.bin", "s3://sig/a.bin")
         fs = s3fs.S3FileSystem(**s3.storage_options(endpoint_url=proxy.endpoint_url), skip_instance_cache=True)
         assert fs.cat_file("sig/a.bin", start=5, end=50) == expected[5:50]
+        fs.pipe_file("sig/put.bin", expected[:70_000])  # a signed body, forwarded
+        assert boto(s3, s3.endpoint_url).get_object(Bucket="sig", Key="put.bin")["Body"].read() == expected[:70_000]
         # the server does check: a wrong secret is refused, directly and through the proxy
         for endpoint in (s3.endpoint_url, proxy.endpoint_url):
             client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=s3.key,

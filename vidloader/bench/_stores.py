@@ -375,7 +375,7 @@ class LocalHTTP(_Served):
 
 # -- fault proxy -------------------------------------------------------------------------------
 
-_HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+_HOP_BY_HOP = frozenset(("connection", "expect", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                          "trailers", "transfer-encoding", "upgrade", "content-length"))
 _S3_ERRORS = {400: ("BadRequest", "Bad request."), 403: ("AccessDenied", "Access Denied"),
               404: ("NoSuchKey", "The specified key does not exist."),
