@@ -331,7 +331,8 @@ class LocalS3(_Served):
         if len(name) < 3:
             raise ValueError(f"bucket name must have at least 3 characters, got {name!r}")
         self._running()
-        self._boto().create_bucket(Bucket=name)
+        where = {} if self.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": self.region}}
+        self._boto().create_bucket(Bucket=name, **where)
 
     def upload(self, local_path: str | os.PathLike[str], url: str) -> None:
         """Put the file at ``local_path`` as the object ``s3://BUCKET/KEY`` (one PUT: ETag = MD5)."""
