@@ -100,7 +100,7 @@ def _transient(e: BaseException) -> bool:
     if isinstance(e, (asyncio.TimeoutError, TimeoutError, ConnectionError, aiohttp.ClientError)):
         return True
     try:
-        from botocore import exceptions as be
+        from botocore import exceptions as be  # type: ignore[import-untyped]  # botocore ships no type stubs
     except ImportError:
         return isinstance(e, OSError)
     transient = (
