@@ -16,6 +16,7 @@ from ._machine import describe_machine
 from . import _peers  # noqa: F401  (registers the peer modes, group "peers")
 from ._group_modes import prepare_scene_data  # (registers clips, streams, cams: group "groups")
 from ._modes import MODES, BenchConfig, ModeResult, Workload
+from ._remote import RemoteConfig
 
 __all__ = ["run_bench"]
 
@@ -41,6 +42,7 @@ def run_bench(
     ceiling_seconds: float = 4.0,
     peers: bool = False,
     groups: bool = False,
+    remote: "RemoteConfig | None" = None,
 ) -> dict:
     """Run the bench; returns the results dict (also written to ``json_path``).
     ``peers``: run the peer comparison (modes of group "peers") instead of the main modes.
@@ -48,7 +50,9 @@ def run_bench(
     10^9 frames (see ``vidloader/bench/_scale.py``), written to ``json_path`` and plotted.
     ``groups``: also run the clip, camera-group and stream modes (group "groups"; they can
     be named in ``modes`` too). Modes that need scenes run on a generated 6-camera scene
-    set (its own workload, "6-camera scenes"), the others on the video workloads."""
+    set (its own workload, "6-camera scenes"), the others on the video workloads.
+    ``remote``: instead, the object-storage comparison at that size (see
+    ``vidloader/bench/_remote.py``), written to ``json_path`` and its log beside it (``.log``)."""
     console = _console()
     for out in (json_path, plot_path):  # before the long run, not after it
         if out:
@@ -62,6 +66,20 @@ def run_bench(
         f"[bold]machine[/bold]: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM, "
         f"GPU: {machine['gpu'] or 'none'}; torch {machine['versions']['torch']}, PyAV {machine['versions']['av']}"
     )
+    if remote is not None:
+        from ._remote import run_remote
+
+        log_path = Path(json_path).with_suffix(".log") if json_path else None
+        if log_path:
+            log_path.write_text("")
+
+        def log(line: str) -> None:
+            console.print(line, markup=False, highlight=False)
+            if log_path:
+                with open(log_path, "a") as f:
+                    f.write(line + "\n")
+
+        return run_remote(remote, json_path=json_path, log=log)
     if modes and "scale" in modes:  # its own datasets (generated at every size), not the workloads
         from ._scale import run_scale
 

@@ -5,6 +5,8 @@
   machine, and the file FFmpeg reads them through.
 - :func:`open_remote`: the file for a URL; the fetch stage registers the objects it
   fetches ahead (:func:`register_held`), so that readers find their bytes there.
+  :func:`register_opener` replaces it for one URL by another file (benchmarks compare
+  other ways of reading an object that way).
 
 Local paths never come here: they are read directly.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import IO, Callable
 
 from ._held import ByteBudget, HeldBytes, HeldCounters, RemoteFile
 from ._objects import ObjectInfo, ObjectStore, StoreCounters, is_url, set_storage_options, split_url, store_for
@@ -28,6 +31,7 @@ __all__ = [
     "is_url",
     "open_remote",
     "register_held",
+    "register_opener",
     "set_storage_options",
     "split_url",
     "store_for",
@@ -37,6 +41,7 @@ __all__ = [
 _REGISTERED: dict[tuple[str, str | None], HeldBytes] = {}
 _ON_DEMAND: OrderedDict[tuple[str, str | None], HeldBytes] = OrderedDict()
 _ON_DEMAND_LIMIT = 8  # objects read without a fetch stage keep their bytes while recently used
+_OPENERS: dict[str, Callable[[], IO[bytes]]] = {}
 _LOCK = threading.Lock()
 
 
@@ -52,11 +57,27 @@ def unregister_held(held: HeldBytes) -> None:
             del _REGISTERED[(held.url, held.etag)]
 
 
-def open_remote(url: str, *, size: int, etag: str | None, read_ahead: int = 1 << 20) -> RemoteFile:
+def register_opener(url: str, opener: Callable[[], IO[bytes]] | None) -> None:
+    """Make :func:`open_remote` return ``opener()`` (a new readable, seekable binary file)
+    for ``url`` instead of its held bytes; ``None`` removes it. No ETag check, no fetch
+    stage: whatever that file reads is what decoders get."""
+    with _LOCK:
+        if opener is None:
+            _OPENERS.pop(url, None)
+        else:
+            _OPENERS[url] = opener
+
+
+def open_remote(url: str, *, size: int, etag: str | None, read_ahead: int = 1 << 20) -> RemoteFile | IO[bytes]:
     """A file over the bytes of ``url`` (``size`` bytes, indexed ``etag``): those a fetch
     stage holds for it, or else fetched on demand, ``read_ahead`` bytes at a time, and
-    kept in memory while the object is among the few most recently opened."""
+    kept in memory while the object is among the few most recently opened; or the file
+    of an opener registered for ``url`` (:func:`register_opener`)."""
     key = (url, etag)
+    with _LOCK:
+        opener = _OPENERS.get(url)
+    if opener is not None:
+        return opener()
     with _LOCK:
         held = _REGISTERED.get(key)
         if held is None:
