@@ -15,7 +15,7 @@ from vidloader.bench._stores import FaultProxy, LocalS3
 from vidloader.loader import RemoteFetch
 from vidloader.storage import store_for
 
-from .media import make_video
+from media import make_video
 
 BUCKET = "loader-clips"
 REAL = ["mmaction2__test.mp4", "torchcodec__nasa_13013.mp4", "decord__video_90.mov", "mmcv__test.mp4"]
