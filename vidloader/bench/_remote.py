@@ -18,7 +18,10 @@ with s3fs first, then vidloader on the copies; the download is timed, the index 
 local files is reused), ``torchcodec`` (``VideoDecoder(file_like, seek_mode="exact")``
 over an s3fs file object kept open per video; ``get_frames_at`` per video per batch for
 frames, per clip for clips, with its Resize transform; 2 threads over videos; on the
-dense workload it is timed over whole batches until ``torchcodec_seconds`` pass).
+dense workload it is timed over whole batches until ``torchcodec_seconds`` pass), and
+``local-again`` (the local mode once more: ``x_local`` divides by the mean of the two
+local runs, and their difference shows how much other work on the machine moved the
+figures; ``process_cpu_seconds_per_frame`` is less sensitive to it).
 
 Every vidloader mode times its whole epoch, from ``iter(loader)`` to the last batch.
 Bytes and requests are the proxy's counters (response bodies; reset before each
@@ -53,7 +56,7 @@ from ._data import ClipSpec, _link_or_copy, bench_data_dir, generate_clip, prepa
 __all__ = ["RemoteConfig", "prepare_remote_data", "run_remote"]
 
 BUCKET = "vidloader-bench"
-MODE_NAMES = ("local", "s3", "fsspec", "download", "torchcodec")
+MODE_NAMES = ("local", "s3", "fsspec", "download", "torchcodec", "local-again")
 
 
 @dataclass
@@ -213,7 +216,7 @@ class _Meter:
 
     def __enter__(self) -> "_Meter":
         self.proxy.reset_counters()
-        self.cpu0, self.pcpu0 = self.s3.cpu_seconds(), self.proxy.cpu_seconds()
+        self.cpu0, self.pcpu0, self.own0 = self.s3.cpu_seconds(), self.proxy.cpu_seconds(), _own_cpu()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -221,6 +224,16 @@ class _Meter:
         self.statuses = self.proxy.status_counts
         self.s3_cpu = self.s3.cpu_seconds() - self.cpu0
         self.proxy_cpu = self.proxy.cpu_seconds() - self.pcpu0
+        self.own_cpu = _own_cpu() - self.own0
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process, all threads (less sensitive than wall time to other
+    work on the machine)."""
+    import psutil
+
+    t = psutil.Process().cpu_times()
+    return float(t.user + t.system)
 
 
 def _s3fs(opts: dict):
@@ -366,6 +379,7 @@ def _row(name: str, seconds: float, got: _Delivered, meter: _Meter, extra: dict,
         "s3_cpu_seconds": meter.s3_cpu,
         "s3_cpu_seconds_per_frame": meter.s3_cpu / max(frames, 1),
         "proxy_cpu_seconds": meter.proxy_cpu,
+        "process_cpu_seconds_per_frame": meter.own_cpu / max(frames, 1),
         "statuses": {str(k): v for k, v in meter.statuses.items()},
         "digest": got.digest,
         **extra,
@@ -377,7 +391,7 @@ def _line(r: dict) -> str:
         f"{r['images_per_second']:8.1f} images/s ({r['frames']} frames in {r['seconds']:.1f} s); "
         f"{r['requests_per_frame']:.3f} requests/frame, {r['bytes_per_frame'] / 1e3:.1f} kB/frame; "
         f"bytes / GOP bytes {r['bytes_over_gop_bytes']:.2f}, / dataset bytes {r['bytes_over_dataset_bytes']:.3f}; "
-        f"S3 CPU {r['s3_cpu_seconds_per_frame'] * 1e3:.2f} ms/frame"
+        f"S3 CPU {r['s3_cpu_seconds_per_frame'] * 1e3:.2f} ms/frame, this process {r['process_cpu_seconds_per_frame'] * 1e3:.1f} ms/frame"
     )
 
 
@@ -409,7 +423,8 @@ def _run_workload(w: _Workload, cfg: RemoteConfig, s3, proxy, log) -> dict[str, 
                     assert order is not None
                     seconds, got, extra = _mode_torchcodec(w, cfg, order)
                 else:
-                    seconds, got, extra = {"local": _mode_local, "s3": _mode_s3, "fsspec": _mode_fsspec, "download": _mode_download}[name](w, cfg)
+                    run = {"local": _mode_local, "local-again": _mode_local, "s3": _mode_s3, "fsspec": _mode_fsspec, "download": _mode_download}
+                    seconds, got, extra = run[name](w, cfg)
             if name == "local":
                 order = got
                 denom = {
@@ -421,7 +436,7 @@ def _run_workload(w: _Workload, cfg: RemoteConfig, s3, proxy, log) -> dict[str, 
                 entry.setdefault("requested_frames", got.frames)
                 entry.setdefault("gop_bytes", denom["gop_bytes"])
             r = rows[name] = _row(name, seconds, got, meter, extra, denom)
-            if name in ("s3", "fsspec", "download"):
+            if name in ("s3", "fsspec", "download", "local-again"):
                 r["equal_to_local"] = got.digest == rows["local"]["digest"]
             log(f"    {name:10s} {_line(r)}" + (f"; batches equal to local: {r['equal_to_local']}" if "equal_to_local" in r else ""))
             if name == "s3":
@@ -430,9 +445,13 @@ def _run_workload(w: _Workload, cfg: RemoteConfig, s3, proxy, log) -> dict[str, 
                     f"{r['fetch_misses']} misses ({r['fetch_miss_bytes'] / 1e6:.2f} MB), decoders waited "
                     f"{r['fetch_wait_seconds']:.2f} s, peak held {r['peak_fetch_held_bytes'] / 1e6:.1f} MB"
                 )
-        local_ips = rows["local"]["images_per_second"]
+        # The reference: the mean of the local runs before and after the others (their
+        # spread shows how much the machine's other work moved the figures).
+        local_ips = (rows["local"]["images_per_second"] + rows["local-again"]["images_per_second"]) / 2
         for r in rows.values():
             r["x_local"] = r["images_per_second"] / local_ips
+        spread = abs(rows["local"]["images_per_second"] - rows["local-again"]["images_per_second"]) / local_ips
+        log(f"    local runs differ by {spread:.0%}; s3 / local (mean of both) {rows['s3']['x_local']:.2f}")
         entry["latencies"][f"{lat:g}"] = rows
     return entry
 
