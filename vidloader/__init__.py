@@ -143,6 +143,7 @@ __all__ = [
     "IndexMismatchError",
     "LoaderStats",
     "NoVideoStreamError",
+    "RemoteReadError",
     "UniformFrames",
     "VideoDataset",
     "VideoError",
