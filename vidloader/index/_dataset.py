@@ -360,7 +360,7 @@ class VideoDataset:
             warnings.warn(f"{meta.path}: the index stores no byte extents for it; probing the file again", RuntimeWarning, stacklevel=2)
             probed = probe_file(meta.path, meta.stream_index, storage_options=self.storage_options)
             got = probed.metadata
-            if got.size_bytes != meta.size_bytes or got.etag != meta.etag:
+            if got.size_bytes != meta.size_bytes or (meta.etag and got.etag != meta.etag):
                 raise IndexMismatchError(
                     meta.path,
                     f"the file changed since it was indexed (size {meta.size_bytes} -> {got.size_bytes} bytes, "

@@ -336,10 +336,10 @@ def open_container(path: str, stream: int | None = None, *, size: int | None = N
     return _open_stream(path, path, stream)
 
 
-def _open_stream(path: str, source: Any, stream: int | None):
+def _open_stream(path: str, source: Any, stream: int | None, *, options: dict[str, str] | None = None):
     """``av.open(source)`` (a path or a file object) and the video stream to index."""
     try:
-        container = av.open(source, metadata_errors="ignore")
+        container = av.open(source, metadata_errors="ignore", **({"options": options} if options else {}))
     except PermissionError:
         raise VideoOpenError(path, "permission denied") from None
     except av.FFmpegError as e:
@@ -439,6 +439,8 @@ _PROBE_READ_AHEAD = 1 << 16
 _WHOLE_CHUNK = 8 << 20  # ranges a whole object is fetched in, concurrently
 # Share of an MP4/MOV object the verification decode may fetch (beyond what opening read).
 _VERIFY_SHARE = 0.04
+# The demuxer of an MP4/MOV packet table: parsers off (they would read the zeroed data).
+_PACKET_TABLE_OPTIONS = {"fflags": "+noparse"}
 
 
 def probe_video(
@@ -458,7 +460,8 @@ def probe_file(
     by :func:`vidloader.storage.set_storage_options`) takes its identity from one HEAD
     request. An MP4/MOV object is demuxed without fetching its media data: the sample
     tables give every packet's position, size, timestamps and sync flag, and reads inside
-    ``mdat`` are answered with zeros while demuxing. Bytes fetched: the top-level box
+    ``mdat`` are answered with zeros by a second demuxer with FFmpeg's parsers off
+    (``fflags=+noparse``; its packets equal a real demux's). Bytes fetched: the top-level box
     headers, what opening the file reads (``moov`` and the first packet FFmpeg probes),
     and the first frames decoded to verify the table: at most 6, those whose packets fit
     in 4% of the object beyond what opening read (at least the first frame; the packets
@@ -503,31 +506,30 @@ def _probe_remote(url: str, stream: int | None, storage_options: dict[str, Any] 
         payloads = []
     f = ProbeFile(held, payloads, read_ahead=_PROBE_READ_AHEAD)
     f.recording = True
-    container, s = _open_stream(url, f, stream)
+    container, s = _open_stream(url, f, stream)  # as a reader opens it: what it reads is the header
     f.recording = False
     header = f.recorded()
-    opened = [container]
 
-    def reopen():
-        """A fresh demuxer reading real bytes: FFmpeg's buffer may still hold zeros."""
-        opened[-1].close()
-        c, s2 = _open_stream(url, ProbeFile(held, payloads, read_ahead=_PROBE_READ_AHEAD), stream)
-        opened.append(c)
-        return c, s2
+    def packet_table():
+        """A second demuxer over the same bytes whose media data reads as zeros, without
+        FFmpeg's parsers: packets keep the sample table's sync flags (the H.264 parser
+        would take them from the zeroed data) and every other field."""
+        zeroed = ProbeFile(held, payloads, read_ahead=_PROBE_READ_AHEAD)
+        zeroed.zero_media = True
+        return _open_stream(url, zeroed, s.index, options=_PACKET_TABLE_OPTIONS)
 
-    f.zero_media = bool(payloads)
     try:
         budget = max(0, int(_VERIFY_SHARE * info.size) - held.nbytes) if payloads else None
         return _probe(
             url, info.size, info.mtime_ns, info.etag, header, container, s,
-            reopen=reopen if payloads else None, verify_budget=budget,
+            packet_table=packet_table if payloads else None, verify_budget=budget,
         )
     except VideoError:
         raise
     except av.FFmpegError as e:
         raise VideoOpenError(url, f"cannot read stream ({e.strerror or e})") from None
     finally:
-        opened[-1].close()
+        container.close()
 
 
 def _reorder_depth(rank: np.ndarray) -> int:
@@ -574,19 +576,21 @@ def _packets_to_verify(ppts: list, psize: list[int], budget: int) -> int:
 
 
 def _probe(
-    path: str, size: int, mtime_ns: int, etag: str, header: np.ndarray, container, s, *, reopen=None, verify_budget=None
+    path: str, size: int, mtime_ns: int, etag: str, header: np.ndarray, container, s, *, packet_table=None,
+    verify_budget=None,
 ) -> ProbedVideo:
-    """Steps of indexing on an open container. Remote files: ``reopen`` gives a fresh
-    container reading real bytes after the packet table is demuxed; ``verify_budget``
-    bounds the media bytes the verification decode fetches (see :func:`probe_file`)."""
+    """Steps of indexing on an open container. Remote MP4/MOV files: ``packet_table()``
+    opens the container step 1 demuxes (no media byte fetched); ``verify_budget`` bounds
+    the media bytes the verification decode fetches (see :func:`probe_file`)."""
     tb = s.time_base
     if tb is None or tb == 0:
         raise VideoOpenError(path, "video stream has no time base")
     # 1. Demux packets only.
     ppts, pdts, pkey, pend, ppos, psize = [], [], [], [], [], []
     discarded = False
+    demuxer, ds = packet_table() if packet_table is not None else (container, s)
     try:
-        for packet in demux_packets(container, s):
+        for packet in demux_packets(demuxer, ds):
             if packet.size == 0:
                 continue  # demuxer flush packet
             if packet.is_discard:
@@ -603,10 +607,11 @@ def _probe(
         if not ppts:
             raise VideoOpenError(path, f"cannot demux video stream ({e.strerror or e})") from None
         # A truncated tail: keep what was read; the verification below still checks the head.
+    finally:
+        if demuxer is not container:
+            demuxer.close()
     if not ppts:
         raise EmptyVideoError(path, "video stream has no packets (zero frames)")
-    if reopen is not None:
-        container, s = reopen()
 
     packets_ok = None not in ppts and len(set(ppts)) == len(ppts)
     # Packed B-frames (e.g. MPEG-4 Part 2 in AVI) carry pts == dts in decode order

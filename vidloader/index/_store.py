@@ -32,7 +32,8 @@ from .._errors import VideoError, VideoOpenError
 from ..storage import ObjectInfo, is_url
 from ._extents import ByteExtents
 from ._frame_table import FrameTable
-from ._probe import ProbedVideo, VideoMetadata, probe_file
+from ._probe import ProbedVideo, VideoMetadata
+from ._probe import probe_file as probe_video  # what indexing calls per file (a module global: tests count calls)
 from ._remote import object_identities
 
 try:
@@ -136,7 +137,9 @@ def _extents_row(m: VideoMetadata, x: ByteExtents, stream_key: int):
 def _probe_task(args):
     path, stream, storage_options = args
     try:
-        return path, probe_file(path, stream, storage_options=storage_options), None
+        if is_url(path):
+            return path, probe_video(path, stream, storage_options=storage_options), None
+        return path, probe_video(path, stream), None
     except VideoError as e:
         return path, None, e
     except Exception as e:  # an FFmpeg or library failure we did not foresee: keep the file named
