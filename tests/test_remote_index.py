@@ -23,7 +23,7 @@ import pytest
 
 from media import decode_all, make_video
 from vidloader import RemoteReadError, VideoDataset, VideoFile, VideoIndex
-from vidloader.index import probe_file, probe_video
+from vidloader.index import expand_paths, probe_file, probe_video
 from vidloader.storage import store_for
 
 BUCKET = "vids"
@@ -189,6 +189,7 @@ def test_changed_object_is_indexed_again_and_deleted_one_reported(s3, tmp_path):
     again = VideoDataset(f"s3://{BUCKET}/change/*.mp4", index=db, storage_options=so, progress=False)
     assert again.videos[0].etag == first.videos[0].etag
     assert store.counters.requests == requests  # identities from the listing; nothing probed again
+    assert expand_paths(f"s3://{BUCKET}/change/", storage_options=so) == [url]  # a folder: its videos
 
     # Rewritten with the same size (one media byte changed): only the ETag tells.
     data = bytearray(Path(a).read_bytes())

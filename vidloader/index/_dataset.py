@@ -382,9 +382,10 @@ class VideoDataset:
         meta = videos[v]
         index = self._memory_index
         if index is None and self._index_path is not None:
-            index = self.__dict__.get("_index_reader")
-            if index is None:
-                index = self.__dict__["_index_reader"] = VideoIndex(self._index_path)
+            reader = self.__dict__.get("_index_reader")
+            if reader is None or reader[0] != os.getpid():  # a forked copy opens its own connection
+                reader = self.__dict__["_index_reader"] = (os.getpid(), VideoIndex(self._index_path))
+            index = reader[1]
         if index is None:
             return None
         return index.extents(meta, self._stream)

@@ -339,7 +339,7 @@ def open_container(path: str, stream: int | None = None, *, size: int | None = N
 def _open_stream(path: str, source: Any, stream: int | None, *, options: dict[str, str] | None = None):
     """``av.open(source)`` (a path or a file object) and the video stream to index."""
     try:
-        container = av.open(source, metadata_errors="ignore", **({"options": options} if options else {}))
+        container = av.open(source, metadata_errors="ignore", options=options)
     except PermissionError:
         raise VideoOpenError(path, "permission denied") from None
     except av.FFmpegError as e:
