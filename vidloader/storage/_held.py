@@ -267,7 +267,7 @@ class HeldBytes:
             with self._lock:
                 nxt = bisect.bisect_right(self._starts, pos)
                 if nxt < len(self._starts):
-                    end = min(end, max(pos + n, self._starts[nxt]))
+                    end = min(end, self._starts[nxt])  # a short read: never fetch held bytes again
             data = self.store.get(self.url, pos, end, etag=self.etag)
             with self._lock:
                 self.counters.misses += 1
