@@ -38,6 +38,28 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _storage_options(text: str) -> dict:
+    """``--storage-options``: a JSON object (the object store's options)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _register_storage_options(paths: Sequence[str], options: dict | None) -> None:
+    """Make ``options`` the storage options of every URL's bucket or host in this process."""
+    if options is None:
+        return
+    from .index import url_prefix
+    from .storage import is_url, set_storage_options
+
+    for prefix in sorted({url_prefix(p) for p in paths if is_url(p)}):
+        set_storage_options(prefix, options)
+
+
 def _unique_suffixes(paths: Sequence[str]) -> list[str]:
     """Each path's shortest run of trailing components that no other path ends with (the
     whole path for a path named twice)."""
@@ -116,10 +138,15 @@ def _index(args) -> int:
     from .index import VideoIndex, expand_paths
 
     console = Console(soft_wrap=True)
-    files = expand_paths(args.paths)  # before the store: a path naming no video fails alone
+    opts = args.storage_options
+    files = expand_paths(args.paths, storage_options=opts)  # before the store: a path naming no video fails alone
+    _register_storage_options(files, opts)
     store = VideoIndex(args.db)
     try:
-        metas, errors = store.index(files, num_workers=args.workers, progress=not args.quiet, on_error="skip", parallel=args.parallel)
+        metas, errors = store.index(
+            files, num_workers=args.workers, progress=not args.quiet, on_error="skip", parallel=args.parallel,
+            storage_options=opts,
+        )
         ok = [m for m in metas if m is not None]
         # files told apart by their shortest distinct path ends, cut in the middle to fit
         header = ["file", "frames", "HxW", "rot", "fps", "GOP", "codec", "by"]
@@ -136,7 +163,7 @@ def _index(args) -> int:
         console.print(f"{len(ok)} indexed, {len(errors)} failed, {sum(m.num_frames for m in ok)} frames")
         for e in errors:
             console.print(f"[red]error[/red] {e}")
-        gone = store.prune() if args.prune else store.vanished()
+        gone = store.prune() if args.prune else store.vanished(storage_options=opts)
         if gone:
             console.print(f"{len(gone)} indexed file(s) vanished" + (" (pruned)" if args.prune else " (use --prune to forget them)"))
             for p in gone[: args.limit]:
@@ -175,9 +202,11 @@ def _verify(metas, args, console) -> int:
 def _inspect(args) -> int:
     from .index import probe_video
 
-    m = probe_video(args.file, args.stream)
+    _register_storage_options([args.file], args.storage_options)
+    m = probe_video(args.file, args.stream, storage_options=args.storage_options)
     info = {
         "path": m.path,
+        **({"etag": m.etag} if m.etag else {}),
         "stream": m.stream_index,
         "codec": m.codec_name,
         "decoder": m.codec,
@@ -284,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(fn=_bench)
 
     i = sub.add_parser("index", help="index videos into the SQLite cache (parallel, with progress)")
-    i.add_argument("paths", nargs="+")
+    i.add_argument("paths", nargs="+", help="videos: files, folders, globs, URLs (s3://, https://) or s3:// globs")
     i.add_argument("--db", default=None, help="SQLite file (default: the user cache)")
+    i.add_argument("--storage-options", type=_storage_options, default=None, metavar="JSON",
+                   help='object store options for URLs, e.g. \'{"client_kwargs": {"endpoint_url": "http://..."}}\'')
     i.add_argument("--workers", type=_int_at_least(1), default=None,
                    help="threads (or processes) probing new files (default: all cores)")
     i.add_argument("--parallel", choices=["threads", "processes"], default="threads",
@@ -299,8 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     i.set_defaults(fn=_index)
 
     s = sub.add_parser("inspect", help="print one file's index facts as JSON")
-    s.add_argument("file")
+    s.add_argument("file", help="a video file or URL (s3://, https://)")
     s.add_argument("--stream", type=int, default=None)
+    s.add_argument("--storage-options", type=_storage_options, default=None, metavar="JSON",
+                   help="object store options for a URL (JSON object)")
     s.set_defaults(fn=_inspect)
 
     r = sub.add_parser("sample-report", help="exact per-step bias, decode cost and effective batch size of a sampler")

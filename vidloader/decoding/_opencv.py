@@ -31,6 +31,7 @@ import warnings
 
 
 from .._errors import DecodeError, DecodeTimeoutError
+from ..storage import is_url
 from ..index import VideoMetadata, check_unchanged, open_container
 from ._backend import (
     BackendUnavailableError,
@@ -116,6 +117,8 @@ class OpenCVBackend:
         return f"OpenCVBackend(allow_inexact={self.allow_inexact})"
 
     def supports(self, meta: VideoMetadata) -> str | None:
+        if is_url(meta.path):
+            return "it is an object in storage (a URL): this backend reads local files only; use backend='pyav'"
         if not meta.seekable:
             return "its frames cannot be located by timestamp (packed B-frames)"
         key = (meta.path, meta.mtime_ns)

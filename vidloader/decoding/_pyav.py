@@ -116,7 +116,9 @@ class PyAVReader:
         self.skip_nonref = skip_nonref and meta.codec in _SKIP_NONREF_CODECS
         # A file changed since indexing is named as such, not as whatever opening it fails with.
         check_unchanged(meta)
-        self._container, self._stream = open_container(meta.path, meta.stream_index)
+        self._container, self._stream = open_container(
+            meta.path, meta.stream_index, size=meta.size_bytes, etag=meta.etag or None
+        )
         self._stream.codec_context.thread_count = 1  # one job per core beats frame threads for random access
         cc = self._stream.codec_context
         extradata = cc.extradata
@@ -316,7 +318,9 @@ class PyAVReader:
     def _reopen(self) -> Any:
         """Reopen the file (a fresh demuxer and decoder); returns the decoder."""
         self._container.close()
-        self._container, self._stream = open_container(self.meta.path, self.meta.stream_index)
+        self._container, self._stream = open_container(
+            self.meta.path, self.meta.stream_index, size=self.meta.size_bytes, etag=self.meta.etag or None
+        )
         cc = self._stream.codec_context
         cc.thread_count = 1
         return cc

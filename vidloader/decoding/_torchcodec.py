@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from .._errors import DecodeError, DecodeTimeoutError
+from ..storage import is_url
 from ..index import VideoMetadata, check_unchanged
 from ._backend import (
     BackendUnavailableError,
@@ -101,6 +102,8 @@ class TorchCodecBackend:
         return f"TorchCodecBackend(threads={self.threads})"
 
     def supports(self, meta: VideoMetadata) -> str | None:
+        if is_url(meta.path):
+            return "it is an object in storage (a URL): this backend reads local files only; use backend='pyav'"
         if not meta.seekable:
             return "its frames cannot be located by timestamp (packed B-frames); torchcodec numbers frames by timestamp"
         return None

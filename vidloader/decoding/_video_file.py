@@ -5,14 +5,16 @@ from __future__ import annotations
 import numbers
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Mapping
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .._errors import DecodeError, FrameIndexError
 from .._types import SizeLike, check_size
-from ..index import TimeLike, VideoMetadata, frames_shown_at, probe_video
+from ..index import TimeLike, VideoMetadata, frames_shown_at, probe_video, url_prefix
+from ..storage import is_url, set_storage_options
 from ..planning import plan_requests
 from ._backend import ArrayReader, Backend, BackendName, get_backend
 from ._output import put_frame
@@ -74,7 +76,7 @@ class VideoFile:
     wanted frame in it; duplicates are decoded once.
 
     Args:
-        path: the file.
+        path: the file, or a URL (``s3://``, ``http(s)://``; read with the pyav backend).
         stream: video stream index; ``None`` picks FFmpeg's best video stream.
         rotate: apply the display rotation stored in the file (default True).
         interpolation: swscale filter used when a ``size`` is given. ``"area"`` (box
@@ -86,6 +88,8 @@ class VideoFile:
             extras), or a backend object such as ``OpenCVBackend(allow_inexact=True)``. A
             backend that cannot decode this file exactly raises
             ``UnsupportedByBackendError`` here; a missing extra ``BackendUnavailableError``.
+        storage_options: options of the object store for a URL (endpoint, credentials),
+            also registered for the later reads of its bucket or host in this process.
     """
 
     def __init__(
@@ -98,9 +102,13 @@ class VideoFile:
         skip_nonref: bool = True,
         metadata: VideoMetadata | None = None,
         backend: BackendName | Backend = "pyav",
+        storage_options: Mapping[str, Any] | None = None,
     ):
         self.backend = get_backend(backend)
-        self.metadata = metadata if metadata is not None else probe_video(path, stream)
+        if storage_options is not None and is_url(os.fspath(path)):
+            set_storage_options(url_prefix(os.fspath(path)), storage_options)  # its readers use them too
+        opts = dict(storage_options) if storage_options is not None else None
+        self.metadata = metadata if metadata is not None else probe_video(path, stream, storage_options=opts)
         self.rotate = rotate
         self.interpolation = check_interpolation(interpolation)
         self.counters = DecodeCounters()

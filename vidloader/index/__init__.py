@@ -3,17 +3,21 @@
 from ._frame_table import FrameTable
 from ._dataset import VIDEO_EXTENSIONS, DatasetFingerprint, VideoDataset, expand_paths
 from ._packed import PackedVideos
-from ._probe import VideoMetadata, check_unchanged, demux_packets, open_container, probe_video
+from ._extents import ByteExtents
+from ._probe import ProbedVideo, VideoMetadata, check_unchanged, demux_packets, open_container, probe_file, probe_video
+from ._remote import url_prefix
 from ._scenes import SceneDataset, scan_scenes
 from ._store import VideoIndex, default_index_path
 from ._time import FLOAT_TICK_TOLERANCE, TimeLike, frames_shown_at, frames_shown_at_ticks
 
 __all__ = [
+    "ByteExtents",
     "FLOAT_TICK_TOLERANCE",
     "VIDEO_EXTENSIONS",
     "DatasetFingerprint",
     "FrameTable",
     "PackedVideos",
+    "ProbedVideo",
     "SceneDataset",
     "TimeLike",
     "scan_scenes",
@@ -27,5 +31,7 @@ __all__ = [
     "frames_shown_at",
     "frames_shown_at_ticks",
     "open_container",
+    "probe_file",
     "probe_video",
+    "url_prefix",
 ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ByteExtents", "gop_extents"]
+__all__ = ["ByteExtents", "gop_extents", "whole_file_extents"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,4 +102,18 @@ def gop_extents(
         gop_start=gop_start,
         gop_end=gop_end,
         stream_start=stream_start,
+    )
+
+
+def whole_file_extents(*, size: int, header: np.ndarray, num_keyframes: int) -> ByteExtents:
+    """Extents that make every GOP's decode read the whole file: for files whose packet
+    positions do not bound what a decode reads (tables taken from a full decode, files
+    decoded from their start, containers whose seek index is read on demand)."""
+    k = max(0, int(num_keyframes))
+    return ByteExtents(
+        size=int(size),
+        header=np.asarray(header, dtype=np.int64).reshape(-1, 2),
+        gop_start=np.zeros(k, dtype=np.int64),
+        gop_end=np.full(k, int(size), dtype=np.int64),
+        stream_start=0,
     )

@@ -10,7 +10,14 @@ JSON header, then sections aligned to 64 bytes, each described in the header:
   concatenated;
 - ``paths`` (uint8): UTF-8 paths, concatenated. A path under the folder holding the
   packed file is stored relative to that folder (moving the folder with its videos keeps
-  it working); any other path is stored absolute.
+  it working); any other path is stored absolute. URLs are stored as they are.
+- ``remote`` (format 2; one :data:`REMOTE` record per video): where the video's ETag
+  (in ``etags``, UTF-8) and byte extents (in ``extents``) lie;
+- ``etags`` (uint8) and ``extents`` (int64: per video its header ranges, then
+  ``gop_start``, then ``gop_end``). A video written without extents has none stored.
+
+Format 1 files (without the last three sections) still load: their videos have no ETag
+and no stored extents.
 
 The header also holds the distinct codec / pixel format names, the dataset's fingerprint
 and the aggregates a loader needs at start (largest GOP, distinct frame sizes), so that
@@ -23,21 +30,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from typing import Any, overload
 
 import numpy as np
 
+from ..storage import is_url
+from ._extents import ByteExtents
 from ._frame_table import FrameTable
 from ._probe import VideoMetadata
 
-__all__ = ["PackedVideos", "RECORD", "PACK_MAGIC", "write_packed", "read_packed"]
+__all__ = ["PackedVideos", "RECORD", "REMOTE", "PACK_MAGIC", "write_packed", "read_packed"]
 
 PACK_MAGIC = b"VIDXPK01"
-PACK_FORMAT = 1
+PACK_FORMAT = 2
+_READS_FORMATS = (1, 2)
 _ALIGN = 64
 _TABLES = ("pts", "keyframes", "key_dts")
 _PARTS = ("run_start", "run_value", "run_step", "exc_frame", "exc_value", "dense")
@@ -66,6 +78,19 @@ RECORD = np.dtype(
     ]
 )
 
+# per video: its ETag in ``etags``; its extents in ``extents`` (header_n < 0: none stored)
+REMOTE = np.dtype(
+    [
+        ("etag_off", "<i8"),
+        ("etag_len", "<i8"),
+        ("extents_off", "<i8"),
+        ("header_n", "<i8"),
+        ("gops_n", "<i8"),
+        ("stream_start", "<i8"),
+        ("size", "<i8"),
+    ]
+)
+
 
 def _pad(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
@@ -73,6 +98,8 @@ def _pad(n: int) -> int:
 
 def _stored_path(path: str, base: str) -> tuple[str, bool]:
     """(path as stored, absolute?): relative to ``base`` where ``path`` lies under it."""
+    if is_url(path):
+        return path, True
     try:
         rel = os.path.relpath(path, base)
     except ValueError:  # another drive
@@ -82,10 +109,17 @@ def _stored_path(path: str, base: str) -> tuple[str, bool]:
     return rel.replace(os.sep, "/"), False
 
 
-def write_packed(path: str | os.PathLike, videos: Sequence[VideoMetadata], *, extra: dict[str, Any]) -> None:
+def write_packed(
+    path: str | os.PathLike,
+    videos: Sequence[VideoMetadata],
+    *,
+    extra: dict[str, Any],
+    extents: Callable[[int], ByteExtents | None] | None = None,
+) -> None:
     """Write ``videos`` to the packed file ``path`` (atomically: a temporary file renamed
     over it, so processes that mapped an older file keep reading it). O(videos + table
-    parts); ``extra`` is stored in the header."""
+    parts); ``extra`` is stored in the header. ``extents(v)``: video ``v``'s byte extents,
+    or None where none are known (each is read once and written out, not kept)."""
     path = os.path.abspath(os.fspath(path))
     base = os.path.dirname(path)
     n = len(videos)
@@ -95,6 +129,11 @@ def write_packed(path: str | os.PathLike, videos: Sequence[VideoMetadata], *, ex
         return names.setdefault(s, len(names))
 
     records = np.zeros(n, dtype=RECORD)
+    remote = np.zeros(n, dtype=REMOTE)
+    etags: list[bytes] = []
+    etag_off = 0
+    spill = tempfile.TemporaryFile()  # the extents, written as they are read
+    ext_len = 0
     counts = np.zeros(n, dtype=np.int64)
     table_len = 0
     blobs: list[bytes] = []
@@ -118,6 +157,21 @@ def write_packed(path: str | os.PathLike, videos: Sequence[VideoMetadata], *, ex
             flags |= _MONOTONIC[t] if table.monotonic else 0
         r["flags"] = flags
         counts[i] = m.num_frames
+        e = remote[i]
+        tag = m.etag.encode("utf-8", "surrogateescape")
+        etags.append(tag)
+        e["etag_off"], e["etag_len"] = etag_off, len(tag)
+        etag_off += len(tag)
+        x = extents(i) if extents is not None else None
+        if x is None:
+            e["header_n"] = -1
+        else:
+            parts = [np.asarray(a, dtype="<i8").ravel() for a in (x.header, x.gop_start, x.gop_end)]
+            e["extents_off"], e["header_n"], e["gops_n"] = ext_len, parts[0].size // 2, parts[1].size
+            e["stream_start"], e["size"] = x.stream_start, x.size
+            for part in parts:
+                spill.write(part.tobytes())
+                ext_len += part.size
     if len(names) > np.iinfo(np.int8).max:
         raise ValueError(f"too many distinct codec and pixel format names ({len(names)}) for the packed format")
     offsets = np.zeros(n + 1, dtype="<i8")
@@ -127,6 +181,9 @@ def write_packed(path: str | os.PathLike, videos: Sequence[VideoMetadata], *, ex
         "records": (RECORD.descr, [n], records.nbytes),
         "tables": ("<i8", [table_len], 8 * table_len),
         "paths": ("|u1", [path_off], path_off),
+        "remote": (REMOTE.descr, [n], remote.nbytes),
+        "etags": ("|u1", [etag_off], etag_off),
+        "extents": ("<i8", [ext_len], 8 * ext_len),
     }
     header: dict[str, Any] = {"format": PACK_FORMAT, "videos": n, "frames": int(offsets[-1]), "names": list(names), **extra}
     # Section offsets depend on the header's length: lay them out after a generous pad.
@@ -157,12 +214,22 @@ def write_packed(path: str | os.PathLike, videos: Sequence[VideoMetadata], *, ex
             f.seek(layout["paths"]["offset"])
             for blob in blobs:
                 f.write(blob)
+            f.seek(layout["remote"]["offset"])
+            f.write(remote.tobytes())
+            f.seek(layout["etags"]["offset"])
+            for tag in etags:
+                f.write(tag)
+            f.seek(layout["extents"]["offset"])
+            spill.seek(0)
+            shutil.copyfileobj(spill, f)
             f.truncate(max(pos, f.tell()))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    finally:
+        spill.close()
 
 
 def _dtype(spec: Any) -> np.dtype:
@@ -184,8 +251,10 @@ def read_packed(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.n
             header = json.loads(f.read(int(hlen)))
     except FileNotFoundError:
         raise FileNotFoundError(f"no packed dataset at {path!r}") from None
-    if header.get("format") != PACK_FORMAT:
-        raise ValueError(f"{path!r} has packed format {header.get('format')!r}; this version reads {PACK_FORMAT}")
+    if header.get("format") not in _READS_FORMATS:
+        raise ValueError(
+            f"{path!r} has packed format {header.get('format')!r}; this version reads {', '.join(map(str, _READS_FORMATS))}"
+        )
     size = os.path.getsize(path)
     mm = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, dtype=np.uint8)
     raw = mm.view(np.ndarray)  # a plain array over the map: slices carry no memmap bookkeeping
@@ -211,6 +280,9 @@ class PackedVideos(Sequence[VideoMetadata]):
         self.header, sections = read_packed(self.path)
         self._records, self._tables, self._paths = sections["records"], sections["tables"], sections["paths"]
         self.offsets = sections["offsets"]
+        self._remote = sections.get("remote")  # format 1: none
+        self._etags = sections.get("etags")
+        self._extents = sections.get("extents")
         self._names: list[str] = list(self.header["names"])
         self._cache: OrderedDict[int, VideoMetadata] = OrderedDict()
         self._cache_size = int(cache_size)
@@ -292,6 +364,30 @@ class PackedVideos(Sequence[VideoMetadata]):
             size_bytes=size,
             mtime_ns=mtime_ns,
             indexed_by=self._names[indexed_by],
+            etag=self._etag(v),
+        )
+
+    def _etag(self, v: int) -> str:
+        if self._remote is None or self._etags is None:
+            return ""
+        off, n = int(self._remote[v]["etag_off"]), int(self._remote[v]["etag_len"])
+        return self._etags[off : off + n].tobytes().decode("utf-8", "surrogateescape")
+
+    def extents(self, v: int) -> ByteExtents | None:
+        """Video ``v``'s stored byte extents (arrays viewing the map), or None where the
+        file stores none (format 1, or written without them)."""
+        if self._remote is None or self._extents is None:
+            return None
+        r = self._remote[v]
+        off, header_n, gops_n = int(r["extents_off"]), int(r["header_n"]), int(r["gops_n"])
+        stream_start, size = int(r["stream_start"]), int(r["size"])
+        if header_n < 0:
+            return None
+        data = self._extents
+        h = data[off : off + 2 * header_n].reshape(-1, 2)
+        o = off + 2 * header_n
+        return ByteExtents(
+            size=size, header=h, gop_start=data[o : o + gops_n], gop_end=data[o + gops_n : o + 2 * gops_n], stream_start=stream_start
         )
 
     def __repr__(self) -> str:

@@ -30,9 +30,12 @@ from .._errors import (
     VideoError,
     VideoOpenError,
 )
+from ..storage import HeldBytes, is_url, open_remote, store_for
+from ._extents import ByteExtents, gop_extents, whole_file_extents
 from ._frame_table import FrameTable
+from ._remote_file import ProbeFile, mdat_payloads
 
-__all__ = ["VideoMetadata", "check_unchanged", "demux_packets", "probe_video", "open_container"]
+__all__ = ["ProbedVideo", "VideoMetadata", "check_unchanged", "demux_packets", "probe_file", "probe_video", "open_container"]
 
 # Frames decoded at index time to check that packet timestamps match decoder output.
 _VERIFY_FRAMES = 6
@@ -75,6 +78,11 @@ class VideoMetadata:
     rotation, in degrees, that display applies. ``seekable`` is False when frame
     timestamps cannot identify frames (packed B-frames); such files are always decoded
     from their start.
+
+    For an object in storage (``s3://``, ``http(s)://``), ``path`` is its URL,
+    ``size_bytes`` the object's size, ``mtime_ns`` its last-modified time and ``etag``
+    its ETag as the store sends it (quotes included): every read of it carries
+    ``If-Match`` with that ETag. ``etag`` is empty for local files.
     """
 
     path: str
@@ -98,6 +106,7 @@ class VideoMetadata:
         pts: _TableField = _TableField()
         keyframes: _TableField = _TableField()
         key_dts: _TableField = _TableField()
+    etag: str = ""
 
     def __repr__(self) -> str:
         return (
@@ -105,7 +114,7 @@ class VideoMetadata:
             f"pix_fmt={self.pix_fmt!r}, width={self.width}, height={self.height}, rotation={self.rotation}, "
             f"time_base={self.time_base!r}, num_frames={self.num_frames}, end_pts={self.end_pts}, "
             f"seekable={self.seekable}, size_bytes={self.size_bytes}, mtime_ns={self.mtime_ns}, "
-            f"indexed_by={self.indexed_by!r})"
+            f"indexed_by={self.indexed_by!r}{f', etag={self.etag!r}' if self.etag else ''})"
         )
 
     # -- the tables -------------------------------------------------------------------
@@ -268,7 +277,10 @@ def check_unchanged(meta: VideoMetadata) -> None:
 
     A file that vanished raises :class:`VideoOpenError` (even while an open handle
     could still read it); other stat failures are left to the opening code to report.
-    Content rewritten in place with the size and mtime restored is not detected."""
+    Content rewritten in place with the size and mtime restored is not detected.
+    Nothing for a URL: every read of it carries ``If-Match`` with the indexed ETag."""
+    if is_url(meta.path):
+        return
     try:
         st = os.stat(meta.path)
     except FileNotFoundError:
@@ -309,11 +321,25 @@ def demux_packets(container, stream) -> Iterator[Any]:
         return
 
 
-def open_container(path: str, stream: int | None = None):
-    """Open ``path`` and pick its video stream; errors name the file and the problem."""
+def open_container(path: str, stream: int | None = None, *, size: int | None = None, etag: str | None = None):
+    """Open ``path`` and pick its video stream; errors name the file and the problem.
+
+    A URL is read through :func:`vidloader.storage.open_remote` (``size`` bytes, reads
+    carrying ``If-Match: etag``; both taken from one HEAD request when ``size`` is
+    None), with the same open options as indexing it."""
+    if is_url(path):
+        if size is None:
+            info = store_for(path).info(path)
+            size, etag = info.size, (etag if etag is not None else info.etag or None)
+        return _open_stream(path, open_remote(path, size=size, etag=etag), stream)
     _check_file(path)
+    return _open_stream(path, path, stream)
+
+
+def _open_stream(path: str, source: Any, stream: int | None, *, options: dict[str, str] | None = None):
+    """``av.open(source)`` (a path or a file object) and the video stream to index."""
     try:
-        container = av.open(path, metadata_errors="ignore")
+        container = av.open(source, metadata_errors="ignore", options=options)
     except PermissionError:
         raise VideoOpenError(path, "permission denied") from None
     except av.FFmpegError as e:
@@ -398,13 +424,67 @@ def _seeks_land(container, s, key_pts: np.ndarray, key_dts: np.ndarray, key_pos:
     return True
 
 
-def probe_video(path: str | os.PathLike, stream: int | None = None) -> VideoMetadata:
-    """Index one file. Raises a :class:`VideoError` subclass naming the file on failure."""
+@dataclass(frozen=True, eq=False)
+class ProbedVideo:
+    """What indexing one file gives: its :class:`VideoMetadata` and its
+    :class:`ByteExtents` (the bytes each GOP's decode reads)."""
+
+    metadata: VideoMetadata
+    extents: ByteExtents
+
+
+# Bytes fetched per on-demand read while indexing a URL: small, since a packet larger
+# than FFmpeg's buffer is read in one request of its own size anyway.
+_PROBE_READ_AHEAD = 1 << 16
+_WHOLE_CHUNK = 8 << 20  # ranges a whole object is fetched in, concurrently
+# Share of an MP4/MOV object the verification decode may fetch (beyond what opening read).
+_VERIFY_SHARE = 0.04
+# The demuxer of an MP4/MOV packet table: parsers off (they would read the zeroed data).
+_PACKET_TABLE_OPTIONS = {"fflags": "+noparse"}
+
+
+def probe_video(
+    path: str | os.PathLike, stream: int | None = None, *, storage_options: dict[str, Any] | None = None
+) -> VideoMetadata:
+    """Index one file or URL (see :func:`probe_file`). Raises a :class:`VideoError`
+    subclass naming the file on failure."""
+    return probe_file(path, stream, storage_options=storage_options).metadata
+
+
+def probe_file(
+    path: str | os.PathLike, stream: int | None = None, *, storage_options: dict[str, Any] | None = None
+) -> ProbedVideo:
+    """Index one file: its metadata and byte extents.
+
+    A URL (``s3://``, ``http(s)://``; ``storage_options`` for its store, else those set
+    by :func:`vidloader.storage.set_storage_options`) takes its identity from one HEAD
+    request. An MP4/MOV object is demuxed without fetching its media data: the sample
+    tables give every packet's position, size, timestamps and sync flag, and reads inside
+    ``mdat`` are answered with zeros by a second demuxer with FFmpeg's parsers off
+    (``fflags=+noparse``; its packets equal a real demux's). Bytes fetched: the top-level box
+    headers, what opening the file reads (``moov`` and the first packet FFmpeg probes),
+    and the first frames decoded to verify the table: at most 6, those whose packets fit
+    in 4% of the object beyond what opening read (at least the first frame; the packets
+    fed are then drained, and the frames shown before every packet not fed are
+    checked). A full decode, where the table is not trusted, reads everything. Keyframes are the sample table's sync samples (the
+    ones the mov demuxer seeks to): reading the file locally, FFmpeg's H.264 parser may
+    also flag frames the bitstream marks as recovery points; decoded frames are the same
+    either way. Other containers (Matroska, WebM, AVI, MPEG-TS) interleave their index
+    with the data: the whole object is fetched (in 8 MiB ranges, concurrently).
+
+    Byte extents: per keyframe, the packet bytes a GOP's decode reads, from the demuxed
+    packets; for a URL, ``header`` holds the ranges that opening the container reads
+    (recorded); for a local file it is empty (local files are read directly). Files
+    decoded from their start, tables taken from a full decode, and containers other than
+    MP4/MOV (whose seek index may be read on demand) get one span over the whole file.
+    """
+    if is_url(path):
+        return _probe_remote(str(path), stream, storage_options)
     path = os.path.abspath(os.fspath(path))
     st = _check_file(path)
     container, s = open_container(path, stream)
     try:
-        return _probe(path, st, container, s)
+        return _probe(path, st.st_size, st.st_mtime_ns, "", np.zeros((0, 2), dtype=np.int64), container, s)
     except VideoError:
         raise
     except av.FFmpegError as e:
@@ -413,28 +493,123 @@ def probe_video(path: str | os.PathLike, stream: int | None = None) -> VideoMeta
         container.close()
 
 
-def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
+def _probe_remote(url: str, stream: int | None, storage_options: dict[str, Any] | None) -> ProbedVideo:
+    info = store_for(url, storage_options).info(url)
+    if info.size == 0:
+        raise VideoOpenError(url, "empty object (0 bytes)")
+    held = HeldBytes(store_for(url, storage_options), url, info.size, info.etag or None)
+    payloads = mdat_payloads(held)
+    if payloads is None:
+        for start in range(0, info.size, _WHOLE_CHUNK):
+            for a, b in held.missing(start, min(info.size, start + _WHOLE_CHUNK)):
+                held.fetch(a, b)
+        payloads = []
+    f = ProbeFile(held, payloads, read_ahead=_PROBE_READ_AHEAD)
+    f.recording = True
+    container, s = _open_stream(url, f, stream)  # as a reader opens it: what it reads is the header
+    f.recording = False
+    header = f.recorded()
+
+    def packet_table():
+        """A second demuxer over the same bytes whose media data reads as zeros, without
+        FFmpeg's parsers: packets keep the sample table's sync flags (the H.264 parser
+        would take them from the zeroed data) and every other field."""
+        zeroed = ProbeFile(held, payloads, read_ahead=_PROBE_READ_AHEAD)
+        zeroed.zero_media = True
+        return _open_stream(url, zeroed, s.index, options=_PACKET_TABLE_OPTIONS)
+
+    try:
+        budget = max(0, int(_VERIFY_SHARE * info.size) - held.nbytes) if payloads else None
+        return _probe(
+            url, info.size, info.mtime_ns, info.etag, header, container, s,
+            packet_table=packet_table if payloads else None, verify_budget=budget,
+        )
+    except VideoError:
+        raise
+    except av.FFmpegError as e:
+        raise VideoOpenError(url, f"cannot read stream ({e.strerror or e})") from None
+    finally:
+        container.close()
+
+
+def _reorder_depth(rank: np.ndarray) -> int:
+    """Frames shown later but decoded earlier, at most, over the stream (packets in decode
+    order, ``rank`` their presentation index)."""
+    if rank.shape[0] == 0:
+        return 0
+    return max(0, int((np.arange(rank.shape[0]) - rank).max()))
+
+
+def _extents(container, s, meta: VideoMetadata, header: np.ndarray, ppts, ppos, psize, discarded: bool) -> ByteExtents:
+    whole = whole_file_extents(size=meta.size_bytes, header=header, num_keyframes=meta.num_keyframes)
+    exact = (
+        meta.indexed_by == "packets"
+        and meta.seekable
+        and not discarded
+        and container.format.name.startswith("mov")
+        and None not in ppos
+        and min(ppos) >= 0
+        and len(ppts) == meta.num_frames
+    )
+    if not exact:
+        return whole
+    rank = meta.searchsorted_pts(np.asarray(ppts, dtype=np.int64))
+    cc = s.codec_context
+    depth = max(int(getattr(cc, "reorder_depth", 0) or 0), int(bool(cc.has_b_frames)), _reorder_depth(rank))
+    return gop_extents(
+        size=meta.size_bytes,
+        header=header,
+        pos=np.asarray(ppos, dtype=np.int64),
+        nbytes=np.asarray(psize, dtype=np.int64),
+        rank=rank,
+        key_ranks=meta.keyframes,
+        delay=depth + 1,
+    )
+
+
+def _packets_to_verify(ppts: list, psize: list[int], budget: int) -> int:
+    """Packets (decode order) the verification decode feeds within ``budget`` bytes after
+    the first packet (opening the file read it): at least through the first frame shown."""
+    first = int(np.argmin(np.asarray(ppts, dtype=np.int64))) + 1
+    spent = np.cumsum(np.asarray(psize[1:], dtype=np.int64))
+    return max(first, 1 + int(np.searchsorted(spent, budget, side="right")))
+
+
+def _probe(
+    path: str, size: int, mtime_ns: int, etag: str, header: np.ndarray, container, s, *, packet_table=None,
+    verify_budget=None,
+) -> ProbedVideo:
+    """Steps of indexing on an open container. Remote MP4/MOV files: ``packet_table()``
+    opens the container step 1 demuxes (no media byte fetched); ``verify_budget`` bounds
+    the media bytes the verification decode fetches (see :func:`probe_file`)."""
     tb = s.time_base
     if tb is None or tb == 0:
         raise VideoOpenError(path, "video stream has no time base")
     # 1. Demux packets only.
-    ppts, pdts, pkey, pend, ppos = [], [], [], [], []
+    ppts, pdts, pkey, pend, ppos, psize = [], [], [], [], [], []
+    discarded = False
+    demuxer, ds = packet_table() if packet_table is not None else (container, s)
     try:
-        for packet in demux_packets(container, s):
+        for packet in demux_packets(demuxer, ds):
             if packet.size == 0:
                 continue  # demuxer flush packet
             if packet.is_discard:
+                discarded = True
                 continue  # decoded for reference but never output (edit lists)
             ppts.append(packet.pts)
             pdts.append(packet.dts)
             pkey.append(packet.is_keyframe)
             ppos.append(packet.pos)
+            psize.append(packet.size)
             if packet.pts is not None:
                 pend.append(packet.pts + (packet.duration or 0))
     except av.FFmpegError as e:
         if not ppts:
             raise VideoOpenError(path, f"cannot demux video stream ({e.strerror or e})") from None
         # A truncated tail: keep what was read; the verification below still checks the head.
+    finally:
+        if demuxer is not container:
+            demuxer.close()
     if not ppts:
         raise EmptyVideoError(path, "video stream has no packets (zero frames)")
 
@@ -450,6 +625,8 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
     cc.thread_count = 1
     head: list[int | None] = []
     first = None
+    feed = _packets_to_verify(ppts, psize, verify_budget) if packets_ok and verify_budget is not None else None
+    fed = 0
     try:
         for packet in demux_packets(container, s):
             for f in cc.decode(packet):
@@ -458,6 +635,16 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
                 first = first or f
                 head.append(f.pts)
             if len(head) >= _VERIFY_FRAMES:
+                break
+            fed += packet.size > 0 and not packet.is_discard
+            if feed is not None and fed >= feed:
+                for f in cc.decode(None):  # drain: the frames of the packets fed, in order
+                    first = first or f
+                    head.append(f.pts)
+                # Frames shown before every packet not fed are complete: those are checked.
+                unfed = min((p for p in ppts[fed:] if p is not None), default=None)
+                if unfed is not None:
+                    head = head[: max(1, sum(1 for p in ppts if p is not None and p < unfed))]
                 break
         else:
             for f in cc.decode(None):
@@ -519,7 +706,7 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
     rotation = int(round(-(first.rotation or 0))) % 360
     if rotation not in (0, 90, 180, 270):
         rotation = 0  # arbitrary angles are not applied
-    return VideoMetadata(
+    meta = VideoMetadata(
         path=path,
         stream_index=s.index,
         codec=s.codec_context.name,
@@ -533,7 +720,9 @@ def _probe(path: str, st: os.stat_result, container, s) -> VideoMetadata:
         key_dts=key_dts,
         end_pts=int(end_pts),
         seekable=bool(seekable),
-        size_bytes=st.st_size,
-        mtime_ns=st.st_mtime_ns,
+        size_bytes=size,
+        mtime_ns=mtime_ns,
         indexed_by=how,
+        etag=etag,
     )
+    return ProbedVideo(meta, _extents(container, s, meta, header, ppts, ppos, psize, discarded))

@@ -192,6 +192,7 @@ class RemoteFetch:
     def release(self, window: WindowPlan) -> None:
         for held in self._pins.pop(id(window), ()):
             held.unpin()
+        self.budget.trim()
 
     def close(self) -> None:
         for held in self._held.values():

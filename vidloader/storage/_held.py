@@ -65,22 +65,28 @@ class ByteBudget:
 
     def charge(self, held: "HeldBytes", n: int) -> None:
         """Account ``n`` new bytes of ``held``, dropping others to stay within the limit."""
-        victims: list[HeldBytes] = []
         with self._lock:
             self.used += n
             self._lru[id(held)] = held
             self._lru.move_to_end(id(held))
+            self.peak = max(self.peak, self.used)
+        self.trim(keep=held)
+
+    def trim(self, keep: "HeldBytes | None" = None) -> None:
+        """Drop least recently used objects that nothing pins (and that are not ``keep``)
+        while the bytes held exceed the limit."""
+        victims: list[HeldBytes] = []
+        with self._lock:
             for key in list(self._lru):
                 if self.used <= self.limit:
                     break
                 other = self._lru[key]
-                if other is held or other.pinned():
+                if other is keep or other.pinned():
                     continue
                 del self._lru[key]
                 victims.append(other)
                 self.used -= other.nbytes
                 self.evicted += other.nbytes
-            self.peak = max(self.peak, self.used)
         for v in victims:
             v.drop()
 
@@ -267,7 +273,7 @@ class HeldBytes:
             with self._lock:
                 nxt = bisect.bisect_right(self._starts, pos)
                 if nxt < len(self._starts):
-                    end = min(end, max(pos + n, self._starts[nxt]))
+                    end = min(end, self._starts[nxt])  # a short read: never fetch held bytes again
             data = self.store.get(self.url, pos, end, etag=self.etag)
             with self._lock:
                 self.counters.misses += 1
