@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "an s3fs file object, downloading first and torchcodec over s3fs; dense 1080p and sparse clips from "
         "five-minute files, at 0 and 20 ms (about 12 minutes on 2 cores). JSON to --json, log beside it",
     )
-    b.add_argument("--remote-videos", type=_int_at_least(1), default=None, help="--remote dense workload: the first N bench clips (default: 8)")
+    b.add_argument("--remote-videos", type=_int_at_least(1), default=None, help="--remote dense workload: the first N bench clips (default: 10)")
     b.add_argument("--remote-long", type=_int_at_least(1), default=None, help="--remote sparse workload: N five-minute files (default: 40)")
     b.add_argument("--remote-quick", action="store_true", help="--remote on tiny generated files (a smoke test, under a minute)")
     b.set_defaults(fn=_bench)

@@ -63,7 +63,7 @@ MODE_NAMES = ("local", "s3", "fsspec", "download", "torchcodec", "local-again")
 class RemoteConfig:
     """Sizes of ``vidloader bench --remote`` (defaults: about 12 minutes on 2 cores)."""
 
-    videos: int = 8  # dense: the first N of the bench's 200 1080p clips
+    videos: int = 10  # dense: the first N of the bench's 200 1080p clips
     long_videos: int = 40  # sparse: N object keys over ``long_distinct`` encodes
     long_distinct: int = 3
     latencies_ms: tuple[float, ...] = (0.0, 20.0)
