@@ -488,7 +488,8 @@ def run_remote(
         for name, paths, clips in (("dense", dense, False), ("sparse", sparse, True)):
             local = VideoDataset(paths, progress=False, num_workers=cfg.workers)
             t0 = time.perf_counter()
-            remote = VideoDataset(urls[name], storage_options=opts, progress=False, num_workers=cfg.workers)
+            # Indexed afresh (index=None): this server's objects, not entries cached by earlier runs.
+            remote = VideoDataset(urls[name], storage_options=opts, index=None, progress=False, num_workers=cfg.workers)
             index_s = time.perf_counter() - t0
             items = max(1, cfg.batch_size // cfg.clip_frames) if clips else cfg.batch_size
             w = _Workload(name, local, remote, urls[name], opts, clips, items)
