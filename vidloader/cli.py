@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="instead: vidloader reading from a local S3 server (moto) behind a latency proxy, against local disk, "
         "an s3fs file object, downloading first and torchcodec over s3fs; dense 1080p and sparse clips from "
-        "five-minute files, at 0 and 20 ms (about 12 minutes on 2 cores). JSON to --json, log beside it",
+        "five-minute files, at 0 and 20 ms (about 9 minutes on 2 cores). JSON to --json, log beside it",
     )
     b.add_argument("--remote-videos", type=_int_at_least(1), default=None, help="--remote dense workload: the first N bench clips (default: 10)")
     b.add_argument("--remote-long", type=_int_at_least(1), default=None, help="--remote sparse workload: N five-minute files (default: 40)")

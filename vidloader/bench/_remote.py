@@ -61,7 +61,7 @@ MODE_NAMES = ("local", "s3", "fsspec", "download", "torchcodec", "local-again")
 
 @dataclass
 class RemoteConfig:
-    """Sizes of ``vidloader bench --remote`` (defaults: about 12 minutes on 2 cores)."""
+    """Sizes of ``vidloader bench --remote`` (defaults: about 9 minutes on 2 cores)."""
 
     videos: int = 10  # dense: the first N of the bench's 200 1080p clips
     long_videos: int = 40  # sparse: N object keys over ``long_distinct`` encodes
@@ -81,7 +81,7 @@ class RemoteConfig:
 
     @classmethod
     def quick(cls) -> "RemoteConfig":
-        """A smoke test: tiny clips, a few short files (about 30 s on 2 cores)."""
+        """A smoke test: tiny clips, a few short files (about 20 s on 2 cores)."""
         return cls(
             videos=2,
             long_videos=3,
