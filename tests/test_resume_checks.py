@@ -196,6 +196,16 @@ def _saved_before_order_versions(position: int = 8) -> dict:
     return sd
 
 
+def test_a_clip_state_saved_before_order_versions_resumes_only_its_own_order():
+    sd = _saved(sampler=UniformClips(4, seed=SEED))
+    del sd["sampler"]["params"]["order_version"]  # the params as written before it existed
+    with pytest.raises(vidloader.ResumeMismatchError, match="sampler_params 'order_version': saved 1, now 2"):
+        _loader(_fake(), UniformClips(4, seed=SEED)).load_state_dict(sd)
+    loader = _loader(_fake(), UniformClips(4, seed=SEED, order_version=1))
+    loader.load_state_dict(sd)
+    assert loader.sampler.position == 8
+
+
 def test_a_state_saved_before_order_versions_resumes_only_its_own_order():
     sd = _saved_before_order_versions()
     with pytest.raises(vidloader.ResumeMismatchError, match="sampler_params 'order_version': saved 1, now 2"):

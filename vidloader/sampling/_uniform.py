@@ -23,6 +23,19 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
+def check_order_version(order_version: object) -> int:
+    """``order_version`` checked against :data:`ORDER_VERSIONS`."""
+    if not isinstance(order_version, (int, np.integer)) or isinstance(order_version, bool) or order_version not in ORDER_VERSIONS:
+        raise ValueError(f"order_version must be one of {', '.join(map(repr, ORDER_VERSIONS))}, got {order_version!r}")
+    return int(order_version)
+
+
+def materialise_limit(order_version: int, permutation_limit: int) -> int:
+    """The most items whose permutation (without replacement) is materialised with
+    ``numpy``'s generator, under ``order_version``; keyed above."""
+    return permutation_limit if order_version == 1 else min(permutation_limit, _MATERIALISE_LIMIT_V2)
+
+
 def _mix(z: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
     z = (z ^ (z >> np.uint64(30))) * _M1
@@ -164,11 +177,9 @@ class UniformFrames(FrameSampler):
         super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
         if num_samples is not None and not replacement:
             raise ValueError("num_samples is only meaningful with replacement=True")
-        if isinstance(order_version, bool) or order_version not in ORDER_VERSIONS:
-            raise ValueError(f"order_version must be one of {', '.join(map(repr, ORDER_VERSIONS))}, got {order_version!r}")
+        self.order_version = check_order_version(order_version)
         self.replacement = replacement
         self._num_samples = num_samples
-        self.order_version: int = int(order_version)
 
     def order_params(self) -> dict[str, Any]:
         return {
@@ -177,12 +188,6 @@ class UniformFrames(FrameSampler):
             "permutation_limit": self.permutation_limit,
             "order_version": self.order_version,
         }
-
-    def _materialise_limit(self) -> int:
-        """Up to this many frames (without replacement) the permutation is materialised."""
-        if self.order_version == 1:
-            return self.permutation_limit
-        return min(self.permutation_limit, _MATERIALISE_LIMIT_V2)
 
     def _global_len(self, dataset: "VideoDataset") -> int:
         if self.replacement and self._num_samples is not None:
@@ -203,7 +208,7 @@ class UniformFrames(FrameSampler):
             keys = feistel_keys(rng)
             for a in range(start, total, _BLOCK):
                 yield keyed_draws(n, keys, np.arange(a, min(a + _BLOCK, total), dtype=np.int64))
-        elif n <= self._materialise_limit():
+        elif n <= materialise_limit(self.order_version, self.permutation_limit):
             perm = rng.permutation(n).astype(np.int64)
             for a in range(start, n, _BLOCK):
                 yield perm[a : a + _BLOCK]
