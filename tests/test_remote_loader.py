@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vidloader as vl
-from vidloader.bench._stores import FaultProxy, LocalS3
+from vidloader.bench._stores import FaultProxy, LocalHTTP, LocalS3
 from vidloader.loader import RemoteFetch
 from vidloader.storage import store_for
 
@@ -174,3 +174,24 @@ def test_every_real_file_from_s3_equals_local(s3, shared_videos, tmp_path):
     assert a.errors_skipped == b.errors_skipped
     assert {u.rsplit("/", 1)[-1] for u in a.errors_by_file} == {p.rsplit("/", 1)[-1] for p in b.errors_by_file}
     assert a.fetch_bytes > 0
+
+
+def test_https_style_urls_through_the_fetch_stage(clips, tmp_path):
+    """An HTTP server with Range support (no listing): the same batches; a file replaced
+    after indexing fails its ranged reads on If-Match."""
+    local, _ = clips
+    root = tmp_path / "www"
+    root.mkdir()
+    names = [p.rsplit("/", 1)[-1] for p in local[:3]]
+    for p, name in zip(local[:3], names):
+        shutil.copy(p, root / name)
+    ref, _ = _batches(vl.VideoDataset(local[:3]))
+    with LocalHTTP(root) as http:
+        urls = [http.url(name) for name in names]
+        ds = vl.VideoDataset(urls)
+        got, loader = _batches(ds)
+        _same(got, ref)
+        assert loader.stats().fetch_bytes > 0
+        shutil.copy(local[4], root / names[0])  # other bytes, a new ETag
+        with pytest.raises(vl.IndexMismatchError, match="ETag"):
+            _batches(ds, on_error="raise")
