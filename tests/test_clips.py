@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from vidloader import ClipTiles, UniformClips, VideoDataset, VideoLoader, sampling_report
-from vidloader.index import probe_video
+from vidloader.index import FrameTable, VideoMetadata, probe_video
 from vidloader.sampling import ItemSamplingReport
 
 from media import decode_all, make_video, read_barcode
@@ -292,3 +292,30 @@ def test_clip_arguments_are_checked():
 def test_too_short_dataset_is_an_error(ds):
     with pytest.raises(ValueError, match="no valid item"):
         UniformClips(40, stride=3).items(ds)
+
+
+def _one_long_video(n: int) -> VideoDataset:
+    pts, kf = FrameTable.arithmetic(n, 0, 1), FrameTable.arithmetic(-(-n // 30), 0, 30)
+    meta = VideoMetadata(
+        path="/fake/long.mp4", stream_index=0, codec="h264", pix_fmt="yuv420p", width=8, height=8, rotation=0,
+        time_base=Fraction(1, 30), pts=pts, keyframes=kf, key_dts=kf, end_pts=n, seekable=True, size_bytes=1,
+        mtime_ns=0, indexed_by="packets",
+    )  # fmt: skip
+    return VideoDataset.from_metadata([meta])
+
+
+def test_uniform_clips_order_versions():
+    """Clips of 2 frames, stride 1, of one video: clip j starts at frame j, so the order of
+    starts is the permutation of the M = n - 1 clips. Version 1 draws it with numpy up to
+    2**24 clips; version 2 (default) only up to 2**20, a keyed permutation above."""
+    for m, changes in (((1 << 20) + 9, True), (1 << 20, False)):
+        ds = _one_long_video(m + 1)
+        ref = np.random.Generator(np.random.PCG64([3, 0])).permutation(m)
+        old = UniformClips(2, seed=3, order_version=1).items(ds)[:, 0]
+        np.testing.assert_array_equal(old, ref)
+        new = UniformClips(2, seed=3).items(ds)
+        np.testing.assert_array_equal(new[:, 1], new[:, 0] + 1)
+        np.testing.assert_array_equal(np.sort(new[:, 0]), np.arange(m))  # every clip once
+        assert np.array_equal(new[:1000, 0], ref[:1000]) is not changes
+    with pytest.raises(ValueError, match="order_version must be one of 1, 2, got 0"):
+        UniformClips(2, order_version=0)  # type: ignore[arg-type]  # the bad value under test

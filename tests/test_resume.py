@@ -136,7 +136,7 @@ def test_sampler_state_round_trip():
     assert sd == {
         "seed": 3, "epoch": 4, "rank": 1, "world_size": 3, "drop_last": False, "position": 7,
         "type": "vidloader.sampling.UniformFrames",
-        "params": {"replacement": False, "num_samples": None, "permutation_limit": 1 << 24},
+        "params": {"replacement": False, "num_samples": None, "permutation_limit": 1 << 24, "order_version": 2},
     }  # fmt: skip
 
     t = UniformFrames(seed=3, rank=1, world_size=3)

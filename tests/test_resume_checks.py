@@ -186,6 +186,46 @@ def test_allowed_dataset_change_still_refuses_a_position_past_the_share():
     _loader(small).load_state_dict(_saved(position=55), allow_changes=("dataset",))  # the end itself is fine
 
 
+# -- UniformFrames order versions ----------------------------------------------------------------
+
+
+def _saved_before_order_versions(position: int = 8) -> dict:
+    """A state as vidloader wrote it before UniformFrames had ``order_version`` (its params then)."""
+    sd = _saved(position=position)
+    sd["sampler"]["params"] = {"replacement": False, "num_samples": None, "permutation_limit": 1 << 24}
+    return sd
+
+
+def test_a_clip_state_saved_before_order_versions_resumes_only_its_own_order():
+    sd = _saved(sampler=UniformClips(4, seed=SEED))
+    del sd["sampler"]["params"]["order_version"]  # the params as written before it existed
+    with pytest.raises(vidloader.ResumeMismatchError, match="sampler_params 'order_version': saved 1, now 2"):
+        _loader(_fake(), UniformClips(4, seed=SEED)).load_state_dict(sd)
+    loader = _loader(_fake(), UniformClips(4, seed=SEED, order_version=1))
+    loader.load_state_dict(sd)
+    assert loader.sampler.position == 8
+
+
+def test_a_state_saved_before_order_versions_resumes_only_its_own_order():
+    sd = _saved_before_order_versions()
+    with pytest.raises(vidloader.ResumeMismatchError, match="sampler_params 'order_version': saved 1, now 2"):
+        _loader(_fake()).load_state_dict(sd)
+    with pytest.raises(vidloader.ResumeMismatchError, match="sampler_params 'order_version': saved 1, now 2"):
+        UniformFrames(seed=SEED).load_state_dict(sd["sampler"])
+    loader = _loader(_fake(), UniformFrames(seed=SEED, order_version=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loader.load_state_dict(sd)
+    assert (loader.sampler.epoch, loader.sampler.position) == (EPOCH, 8)
+    # a state of version 2 is refused by version 1
+    with pytest.raises(vidloader.ResumeMismatchError, match="sampler_params 'order_version': saved 2, now 1"):
+        _loader(_fake(), UniformFrames(seed=SEED, order_version=1)).load_state_dict(_saved())
+    # a deliberate change continues the saved position in this loader's order
+    loader = _loader(_fake())
+    loader.load_state_dict(sd, allow_changes=("sampler_params",))
+    assert loader.sampler.position == 8 and loader.state_dict()["sampler"]["params"]["order_version"] == 2
+
+
 # -- samplers --------------------------------------------------------------------------------
 
 SHARED_ARGS = {"self", "seed", "rank", "world_size", "drop_last", "seconds"}  # seconds: frames = seconds * fps

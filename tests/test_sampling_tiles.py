@@ -19,6 +19,7 @@ import pytest
 
 from vidloader.index import VideoDataset, VideoMetadata
 from vidloader.sampling import ChunkTiles, GopTiles, UniformFrames, sampling_report
+from vidloader.sampling._tiles import gop_bounds
 
 
 def _meta(n: int, i: int = 0, keyframes=(0,)) -> VideoMetadata:
@@ -314,3 +315,45 @@ def test_feistel_path_is_fast():
     order = s.order(ds)
     assert time.perf_counter() - t0 < 2.0
     assert np.unique(order).shape == (1_000_000,)
+
+
+def _gop_bounds_per_video(ds: VideoDataset) -> tuple[np.ndarray, np.ndarray]:
+    """The GOP bounds by their definition, one video at a time from the full keyframe array."""
+    parts = []
+    for v, m in enumerate(ds.videos):
+        n, kf = m.num_frames, np.asarray(m.keyframes, dtype=np.int64)
+        parts.append(ds.offsets[v] + np.concatenate([[0], np.unique(kf[(kf > 0) & (kf < n)]), [n]]).astype(np.int64))
+    first = np.concatenate([[0], np.cumsum([p.shape[0] for p in parts])]).astype(np.int64)
+    return np.concatenate(parts), first
+
+
+def test_gop_bounds_match_their_definition(tmp_path):
+    rng = np.random.default_rng(0)
+    metas = []
+    for i in range(300):
+        n = int(rng.integers(1, 200))
+        g = int(rng.integers(1, 40))
+        kind = i % 7
+        if kind == 0:
+            kf = np.arange(0, n, g)  # regular from 0: one run
+        elif kind == 1:
+            kf = np.arange(int(rng.integers(1, 10)), n, g)  # leading frames before the first keyframe
+        elif kind == 2:
+            kf = np.arange(0, n + 3 * g, g)  # keyframes listed past the end
+        elif kind == 3:
+            kf = np.asarray([int(rng.integers(0, n))])  # one keyframe
+        elif kind == 4:
+            kf = np.unique(np.r_[0, rng.integers(0, n, size=5)])  # irregular
+        elif kind == 5:
+            kf = np.r_[np.arange(0, n, g), [n - 1]] if n > 1 else np.zeros(1, np.int64)  # one run plus a tail
+        else:
+            kf = np.unique(rng.integers(0, n, size=n))  # dense-ish
+        metas.append(_meta(n, i, keyframes=np.asarray(kf, dtype=np.int64)))
+    ds = VideoDataset.from_metadata(metas)
+    assert sum(m.keyframe_table.num_runs == 1 for m in metas) > 100  # the vectorised path is exercised
+    path = tmp_path / "ds.vidx"
+    ds.save(path)
+    for d in (ds, VideoDataset.load(path)):
+        got, want = gop_bounds(d), _gop_bounds_per_video(d)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])

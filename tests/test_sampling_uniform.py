@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from vidloader.index import VideoDataset, VideoMetadata
+from vidloader.index import FrameTable, VideoDataset, VideoMetadata
 from vidloader.sampling import FrameSampler, UniformFrames
 
 
@@ -154,3 +155,79 @@ def test_epoch_position_zero_is_uniform():
         counts[s.order(ds)[0]] += 1
     p = 0.1
     assert np.all(np.abs(counts - n * p) <= 4 * math.sqrt(n * p * (1 - p))), counts
+
+
+# -- order versions: how large a permutation is materialised ------------------------------------
+
+
+def _long(*counts: int) -> VideoDataset:
+    """Videos of ``counts`` frames with one-run tables (nothing per frame before sampling)."""
+    metas = []
+    for i, n in enumerate(counts):
+        pts = FrameTable.arithmetic(n, 0, 1)
+        kf = FrameTable.arithmetic(-(-n // 30), 0, 30)
+        metas.append(
+            VideoMetadata(
+                path=f"/fake/{i}.mp4", stream_index=0, codec="h264", pix_fmt="yuv420p", width=8, height=8,
+                rotation=0, time_base=Fraction(1, 30), pts=pts, keyframes=kf, key_dts=kf, end_pts=n, seekable=True,
+                size_bytes=1, mtime_ns=0, indexed_by="packets",
+            )  # fmt: skip
+        )
+    return VideoDataset.from_metadata(metas)
+
+
+def _numpy_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.Generator(np.random.PCG64([seed, epoch])).permutation(n)
+
+
+def test_order_version_1_keeps_the_materialised_permutation_up_to_2_to_the_24():
+    ds = _long(1 << 19, (1 << 19) + 7)  # 2**20 + 7 frames: above version 2's limit
+    n = ds.num_frames
+    for seed, epoch in [(0, 0), (5, 3)]:
+        old = UniformFrames(seed=seed, order_version=1)
+        old.set_epoch(epoch)
+        np.testing.assert_array_equal(old.order(ds), _numpy_permutation(seed, epoch, n))
+        new = UniformFrames(seed=seed)
+        new.set_epoch(epoch)
+        order = new.order(ds)
+        np.testing.assert_array_equal(np.sort(order), np.arange(n))  # still a permutation
+        assert not np.array_equal(order[:1000], _numpy_permutation(seed, epoch, n)[:1000])
+    # up to 2**20 frames both versions are numpy's permutation
+    small = _long(1 << 19, 1 << 19)
+    for version in (1, 2):
+        np.testing.assert_array_equal(UniformFrames(seed=2, order_version=version).order(small), _numpy_permutation(2, 0, 1 << 20))
+
+
+def test_order_version_is_checked():
+    with pytest.raises(ValueError, match="order_version must be one of 1, 2, got 3"):
+        UniformFrames(order_version=3)  # type: ignore[arg-type]  # the bad value under test
+
+
+def test_first_block_at_ten_million_frames_materialises_nothing_of_size_n():
+    ds = _long(*([100_000] * 100))  # 10**7 frames: a permutation would be 80 MB
+    tracemalloc.start()
+    try:
+        block = next(iter(UniformFrames(seed=0).blocks(ds)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert block.shape == (1 << 16,) and np.unique(block).shape == block.shape
+    assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB for the first block"
+
+
+def test_keyed_order_above_2_to_the_20_is_uniform_at_every_step():
+    """The binomial per-step check at a size where version 2 uses the keyed order: over
+    seeds, the bin (16 equal ranges of frame ids) of the frame at a few positions."""
+    ds = _long((1 << 20) + 4096)
+    n, bins, seeds = ds.num_frames, 16, 1500
+    positions = [0, 1, 65_535, 65_536, n // 2, n - 1]
+    counts = np.zeros((len(positions), bins), dtype=np.int64)
+    edges = np.linspace(0, n, bins + 1).astype(np.int64)
+    for seed in range(seeds):
+        s = UniformFrames(seed=seed)
+        for j, p in enumerate(positions):
+            frame = next(iter(s.blocks(ds, p)))[0]
+            counts[j, np.searchsorted(edges, frame, side="right") - 1] += 1
+    prob = np.diff(edges) / n
+    for j, p in enumerate(positions):
+        assert np.all(np.abs(counts[j] - seeds * prob) <= 4 * np.sqrt(seeds * prob * (1 - prob))), (p, counts[j])

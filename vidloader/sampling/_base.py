@@ -7,7 +7,7 @@ import copy
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
 
 import numpy as np
 
@@ -70,6 +70,9 @@ class FrameSampler(abc.ABC):
     ``iter`` of a loader) then starts at ``position``.
     """
 
+    #: order parameters added after states were first saved, with the value a saved state
+    #: that lacks one had (what :func:`compare_sampler_states` compares it as)
+    legacy_params: ClassVar[dict[str, Any]] = {}
     #: shape of one item: () for single frames, (T,) for clips, (K, T) for camera groups
     item_shape: tuple[int, ...] = ()
     #: items of one batch form fixed slots (streams): the loader needs ``batch_size``
@@ -93,6 +96,11 @@ class FrameSampler(abc.ABC):
         self.drop_last = bool(drop_last)
         self.position = 0
         self._resume = False  # position was restored by load_state_dict and not used yet
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.legacy_params:
+            _LEGACY_PARAMS[sampler_type_name(cls)] = dict(cls.legacy_params)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch; resets ``position`` to 0, except when ``epoch`` is the epoch
@@ -301,6 +309,10 @@ class FrameSampler(abc.ABC):
         return np.random.Generator(np.random.PCG64([self.seed, self.epoch, *extra]))
 
 
+#: sampler type name -> its legacy_params (filled as FrameSampler subclasses are defined)
+_LEGACY_PARAMS: dict[str, dict[str, Any]] = {}
+
+
 def sampler_type_name(cls: type) -> str:
     """A sampler class's qualified name, its module path cut at the first private module
     (``vidloader.sampling._uniform.UniformFrames`` -> ``vidloader.sampling.UniformFrames``),
@@ -316,7 +328,9 @@ def sampler_type_name(cls: type) -> str:
 def compare_sampler_states(saved: dict, current: dict) -> tuple[list[StateMismatch], list[str]]:
     """Compare the order-defining fields of two sampler ``state_dict``s: (the fields that
     differ, the fields ``saved`` lacks). A different ``type`` makes the parameters
-    incomparable: only the type is reported then."""
+    incomparable: only the type is reported then. A parameter that ``saved`` lacks and
+    its sampler type declares in ``legacy_params`` (added since) is compared as that
+    legacy value."""
     out: list[StateMismatch] = []
     unchecked: list[str] = []
     same_type = True
@@ -329,6 +343,8 @@ def compare_sampler_states(saved: dict, current: dict) -> tuple[list[StateMismat
     if "params" in saved and "params" in current:
         if same_type:
             a, b = dict(saved["params"]), dict(current["params"])
+            for name, value in _LEGACY_PARAMS.get(str(saved.get("type", current.get("type"))), {}).items():
+                a.setdefault(name, value)
             for name in dict.fromkeys([*a, *b]):
                 if _plain(a.get(name)) != _plain(b.get(name)):
                     out.append(StateMismatch("sampler_params", a.get(name), b.get(name), name=name))

@@ -45,7 +45,7 @@ from ..index import frames_shown_at_ticks
 from ._base import FrameSampler
 from ._tables import quantity_table
 from ._tiling import KeyedTileLayout, TileLayout, draw_keyed_tiling, draw_tiling
-from ._uniform import _FeistelPermutation, feistel_keys, keyed_draws
+from ._uniform import OrderVersion, _FeistelPermutation, check_order_version, feistel_keys, keyed_draws, materialise_limit
 
 if TYPE_CHECKING:
     from ..index import VideoDataset
@@ -273,13 +273,19 @@ class _ItemSampler(FrameSampler):
     one ``numpy`` generator (a uniform permutation, i.i.d. draws, or :func:`draw_tiling`);
     above, it is computed per position from keys drawn from it (a keyed Feistel
     permutation, keyed i.i.d. draws, or :func:`draw_keyed_tiling`): O(videos) memory per
-    rank plus one block, and any position is computed directly."""
+    rank plus one block, and any position is computed directly. A permutation of items
+    (no chunks, no replacement) is materialised only up to ``2**20`` items under
+    ``order_version`` 2 (as :class:`~vidloader.UniformFrames`), up to
+    ``permutation_limit`` under version 1."""
 
     #: above this many positions per epoch, keyed orders instead of materialised ones
     permutation_limit: int = 1 << 24
 
-    def __init__(self, *, seed, rank, world_size, drop_last, replacement=False, num_samples=None, chunk=None, rotate=True):
+    def __init__(
+        self, *, seed, rank, world_size, drop_last, replacement=False, num_samples=None, chunk=None, rotate=True, order_version=2
+    ):
         super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        self.order_version = check_order_version(order_version)
         if num_samples is not None and not replacement:
             raise ValueError("num_samples is only meaningful with replacement=True")
         if chunk is not None and int(chunk) < 1:
@@ -324,7 +330,7 @@ class _ItemSampler(FrameSampler):
         rng = self._rng()
         order: np.ndarray | TileLayout | KeyedTileLayout | _KeyedOrder
         if self.chunk is None:
-            if length > self.permutation_limit:
+            if length > self.permutation_limit or (not self.replacement and m > materialise_limit(self.order_version, self.permutation_limit)):
                 order = _KeyedOrder(m, feistel_keys(rng), self.replacement)
             elif self.replacement:
                 order = rng.integers(0, m, size=length, dtype=np.int64)
@@ -422,7 +428,15 @@ class UniformClips(_ClipArgs, _ItemSampler):
 
     Items: ``item_shape == (T,)``; the loader delivers [B, T, 3, H, W]. Decode cost
     without tiling: about a half GOP of lead-in plus the clip's span per clip.
+
+    ``order_version``: as for :class:`~vidloader.UniformFrames`; version 2 (default)
+    materialises the permutation up to ``2**20`` clips and computes a keyed permutation
+    per block above, version 1 (the order before versions existed, and of states saved
+    then) up to ``2**24``.
     """
+
+    #: states saved before ``order_version`` existed are of version 1
+    legacy_params = {"order_version": 1}
 
     def __init__(
         self,
@@ -437,8 +451,12 @@ class UniformClips(_ClipArgs, _ItemSampler):
         rank: int | None = None,
         world_size: int | None = None,
         drop_last: bool = False,
+        order_version: OrderVersion = 2,
     ):
-        super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last, replacement=replacement, num_samples=num_samples)
+        super().__init__(
+            seed=seed, rank=rank, world_size=world_size, drop_last=drop_last, replacement=replacement, num_samples=num_samples,
+            order_version=order_version,
+        )  # fmt: skip
         self._clip_args(frames, stride, seconds, fps)
         self.item_shape = (self.frames,)
 
@@ -446,7 +464,10 @@ class UniformClips(_ClipArgs, _ItemSampler):
         return self._clip_table(dataset)
 
     def order_params(self) -> dict[str, Any]:
-        return {"frames": self.frames, "stride": self.stride, "fps": self.fps, "replacement": self.replacement, "num_samples": self._num_samples}
+        return {
+            "frames": self.frames, "stride": self.stride, "fps": self.fps, "replacement": self.replacement,
+            "num_samples": self._num_samples, "order_version": self.order_version,
+        }  # fmt: skip
 
     def __repr__(self) -> str:
         return f"UniformClips({self._clip_repr()}, seed={self.seed}, replacement={self.replacement})"
@@ -531,8 +552,11 @@ class UniformGroups(_GroupArgs, _ItemSampler):
     ``misaligned``. ``on_misaligned="drop"`` (default) leaves every item with a frame
     beyond the tolerance out of the table (it is never sampled); ``"flag"`` keeps it
     and marks it. Items: ``item_shape_of(dataset) == (K, T)``; the loader delivers
-    [B, K, T, 3, H, W].
+    [B, K, T, 3, H, W]. ``order_version``: as for :class:`UniformClips`.
     """
+
+    #: states saved before ``order_version`` existed are of version 1
+    legacy_params = {"order_version": 1}
 
     def __init__(
         self,
@@ -547,12 +571,16 @@ class UniformGroups(_GroupArgs, _ItemSampler):
         rank: int | None = None,
         world_size: int | None = None,
         drop_last: bool = False,
+        order_version: OrderVersion = 2,
     ):
-        super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last, replacement=replacement, num_samples=num_samples)
+        super().__init__(
+            seed=seed, rank=rank, world_size=world_size, drop_last=drop_last, replacement=replacement, num_samples=num_samples,
+            order_version=order_version,
+        )  # fmt: skip
         self._group_args(frames, fps, tolerance, on_misaligned)
 
     def order_params(self) -> dict[str, Any]:
-        return {**self._group_params(), "replacement": self.replacement, "num_samples": self._num_samples}
+        return {**self._group_params(), "replacement": self.replacement, "num_samples": self._num_samples, "order_version": self.order_version}
 
     def __repr__(self) -> str:
         return f"UniformGroups(frames={self.frames}, fps={self.fps}, tolerance={self.tolerance}, seed={self.seed})"

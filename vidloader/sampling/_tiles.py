@@ -64,17 +64,48 @@ def gop_bounds(dataset: "VideoDataset") -> tuple[np.ndarray, np.ndarray]:
     ``bounds[first[v] + g + 1]`` for ``g < first[v + 1] - first[v] - 1``; its last entry is
     the video's end. A video's first frame always starts a GOP (frames before the first
     keyframe, if any, form a GOP of their own: they are decoded from the stream start).
+
+    Cost: one pass over the videos' keyframe tables reading a few numbers from each
+    one-run table (keyframes every g frames), whose bounds are then built together,
+    vectorised; other tables are read in full.
     """
-    offsets = dataset.offsets
-    parts = []
+    offsets = np.asarray(dataset.offsets, dtype=np.int64)
+    n = np.diff(offsets)
+    v_count = n.shape[0]
+    start = np.zeros(v_count, dtype=np.int64)  # one-run tables: keyframe k is start + k * step, k < count
+    step = np.ones(v_count, dtype=np.int64)
+    count = np.zeros(v_count, dtype=np.int64)
+    regular = np.zeros(v_count, dtype=bool)
+    explicit: dict[int, np.ndarray] = {}
     for v, m in enumerate(dataset.videos):
-        n = m.num_frames
+        t = m.keyframe_table
+        if t.num_runs == 1 and t.num_exceptions == 0 and len(t) > 0:
+            parts = t.arrays()
+            g = int(parts["run_step"][0])
+            if g > 0 or len(t) == 1:
+                start[v], step[v], count[v], regular[v] = int(parts["run_value"][0]), max(g, 1), len(t), True
+                continue
         kf = np.asarray(m.keyframes, dtype=np.int64)
-        kf = kf[(kf > 0) & (kf < n)]
-        parts.append(offsets[v] + np.concatenate([[0], np.unique(kf), [n]]).astype(np.int64))
-    sizes = np.asarray([p.shape[0] for p in parts], dtype=np.int64)
-    first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)), first
+        explicit[v] = np.unique(kf[(kf > 0) & (kf < n[v])])
+    # keyframes strictly inside (0, n) of the one-run tables: k in [k_lo, k_hi)
+    k_lo = np.minimum(np.where(start > 0, 0, (-start) // step + 1), count)
+    k_hi = np.clip(-((start - n) // step), 0, count)
+    inner = np.where(regular, np.maximum(k_hi - k_lo, 0), 0)
+    for v, kf in explicit.items():
+        inner[v] = kf.shape[0]
+    first = np.concatenate([[0], np.cumsum(inner + 2)]).astype(np.int64)
+    bounds = np.empty(int(first[-1]), dtype=np.int64)
+    bounds[first[:-1]] = offsets[:-1]
+    bounds[first[1:] - 1] = offsets[1:]
+    reg = np.flatnonzero(regular & (inner > 0))
+    if reg.size:
+        m_inner = inner[reg]
+        video = np.repeat(reg, m_inner)
+        j = np.arange(video.shape[0], dtype=np.int64) - np.repeat(np.cumsum(m_inner) - m_inner, m_inner)
+        bounds[first[video] + 1 + j] = offsets[video] + start[video] + (k_lo[video] + j) * step[video]
+    for v, kf in explicit.items():
+        bounds[first[v] + 1 : first[v] + 1 + kf.shape[0]] = offsets[v] + kf
+    return bounds, first
 
 
 class _GopUnits:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import numpy as np
 
@@ -14,9 +14,26 @@ if TYPE_CHECKING:
 __all__ = ["UniformFrames"]
 
 _BLOCK = 1 << 16
+#: ``order_version`` 2 materialises the permutation only up to this many frames
+_MATERIALISE_LIMIT_V2 = 1 << 20
+OrderVersion = Literal[1, 2]
+ORDER_VERSIONS: tuple[int, ...] = (1, 2)
 _ROUNDS = 6
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+
+
+def check_order_version(order_version: object) -> int:
+    """``order_version`` checked against :data:`ORDER_VERSIONS`."""
+    if not isinstance(order_version, (int, np.integer)) or isinstance(order_version, bool) or order_version not in ORDER_VERSIONS:
+        raise ValueError(f"order_version must be one of {', '.join(map(repr, ORDER_VERSIONS))}, got {order_version!r}")
+    return int(order_version)
+
+
+def materialise_limit(order_version: int, permutation_limit: int) -> int:
+    """The most items whose permutation (without replacement) is materialised with
+    ``numpy``'s generator, under ``order_version``; keyed above."""
+    return permutation_limit if order_version == 1 else min(permutation_limit, _MATERIALISE_LIMIT_V2)
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
@@ -104,10 +121,11 @@ class UniformFrames(FrameSampler):
     Without replacement (default), each epoch is a permutation of the N frames seeded
     from (seed, epoch): every frame appears exactly once per epoch.
 
-    - For ``N <= permutation_limit`` (``2**24`` frames by default) the permutation is
+    - For ``N <= 2**20`` frames (``order_version=2``, the default; ``N <=
+      permutation_limit``, ``2**24``, with ``order_version=1``) the permutation is
       ``numpy`` ``Generator.permutation``: uniform over all N! orders, so the chance
       that any slot of any batch holds frame i is exactly 1/N. It is materialised
-      (8 bytes per frame, at most 128 MiB).
+      (8 bytes per frame) before the first block: about 15 ms at ``2**20`` frames.
     - Above that, nothing of size N is materialised: position ``p`` of the epoch holds
       frame ``F(p)``, where ``F`` is a keyed pseudo-random permutation of ``[0, N)``: a
       6-round balanced Feistel network over the next power of two with an even number
@@ -119,6 +137,16 @@ class UniformFrames(FrameSampler):
       one block (64 Ki ids) per rank; any position is computed directly, so a rank's
       first block (or a resume) costs one block, wherever it is in the epoch.
 
+    ``order_version`` 1 is the order of vidloader before version 2 existed (a
+    materialised permutation up to ``2**24`` frames, so a start that grows with N);
+    the two differ only for ``2**20 < N <= permutation_limit`` frames without
+    replacement. It is an order parameter: a state saved under one version is refused
+    by a sampler of the other (:class:`~vidloader.ResumeMismatchError` naming
+    ``order_version``); a state saved before the versions existed has version 1, so a
+    run saved then resumes its own order with ``UniformFrames(order_version=1)``
+    (or continues its position in the new order with
+    ``allow_changes=("sampler_params",)``).
+
     With ``replacement=True``, requests are i.i.d. uniform; ``num_samples`` sets the
     epoch length (default N). Up to ``permutation_limit`` requests per epoch they are
     drawn from one ``numpy`` generator seeded from (seed, epoch); above, request ``p``
@@ -129,8 +157,11 @@ class UniformFrames(FrameSampler):
     :class:`FrameSampler`).
     """
 
-    #: above this many frames, use the Feistel permutation instead of materialising one
+    #: above this many requests, keyed orders instead of numpy's generator (order_version 1:
+    #: without replacement too; order_version 2 materialises at most 2**20 frames)
     permutation_limit: int = 1 << 24
+    #: states saved before ``order_version`` existed are of version 1
+    legacy_params = {"order_version": 1}
 
     def __init__(
         self,
@@ -141,15 +172,22 @@ class UniformFrames(FrameSampler):
         rank: int | None = None,
         world_size: int | None = None,
         drop_last: bool = False,
+        order_version: OrderVersion = 2,
     ):
         super().__init__(seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
         if num_samples is not None and not replacement:
             raise ValueError("num_samples is only meaningful with replacement=True")
+        self.order_version = check_order_version(order_version)
         self.replacement = replacement
         self._num_samples = num_samples
 
     def order_params(self) -> dict[str, Any]:
-        return {"replacement": self.replacement, "num_samples": self._num_samples, "permutation_limit": self.permutation_limit}
+        return {
+            "replacement": self.replacement,
+            "num_samples": self._num_samples,
+            "permutation_limit": self.permutation_limit,
+            "order_version": self.order_version,
+        }
 
     def _global_len(self, dataset: "VideoDataset") -> int:
         if self.replacement and self._num_samples is not None:
@@ -170,7 +208,7 @@ class UniformFrames(FrameSampler):
             keys = feistel_keys(rng)
             for a in range(start, total, _BLOCK):
                 yield keyed_draws(n, keys, np.arange(a, min(a + _BLOCK, total), dtype=np.int64))
-        elif n <= self.permutation_limit:
+        elif n <= materialise_limit(self.order_version, self.permutation_limit):
             perm = rng.permutation(n).astype(np.int64)
             for a in range(start, n, _BLOCK):
                 yield perm[a : a + _BLOCK]
@@ -180,7 +218,8 @@ class UniformFrames(FrameSampler):
                 yield f(np.arange(a, min(a + _BLOCK, n), dtype=np.int64))
 
     def __repr__(self) -> str:
-        return f"UniformFrames(seed={self.seed}, replacement={self.replacement})"
+        version = f", order_version={self.order_version}" if self.order_version != 2 else ""
+        return f"UniformFrames(seed={self.seed}, replacement={self.replacement}{version})"
 
 
 def _skip(blocks: Iterator[np.ndarray], start: int) -> Iterator[np.ndarray]:
