@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -195,3 +197,28 @@ def test_https_style_urls_through_the_fetch_stage(clips, tmp_path):
         shutil.copy(local[4], root / names[0])  # other bytes, a new ETag
         with pytest.raises(vl.IndexMismatchError, match="ETag"):
             _batches(ds, on_error="raise")
+
+
+def test_sparse_clips_fetch_only_their_gops(s3, tmp_path):
+    """A few 16-frame clips from long files: every byte the decoders read was fetched
+    ahead (no miss), and the bytes fetched are those of the GOPs the clips span plus each
+    file's header, within the slack of the decoder's reorder depth."""
+    server, proxy = s3
+    local = [make_video(tmp_path / f"long{k}.mp4", frames=180, width=512, height=288, gop=30, bframes=2, seed=40 + k)
+             for k in range(2)]  # fmt: skip
+    urls = [f"s3://{BUCKET}/long/long{k}.mp4" for k in range(2)]
+    server.upload_many(zip(local, urls))
+    ds = vl.VideoDataset(urls, storage_options=_options(server, proxy))
+    sampler = vl.UniformClips(16, seed=5, replacement=True, num_samples=4)
+    fetch = RemoteFetch(ds, gap=32 << 10)  # FFmpeg reads through gaps under 32 KiB rather than seek
+    loader = vl.VideoLoader(ds, sampler, batch_size=2, size=(48, 64), num_workers=2, fetch=fetch)
+    clips = [(int(v[0]), idx) for b in loader for v, idx in zip(b.video.tolist(), b.index.tolist())]  # video: per frame
+    s = loader.stats()
+    assert s.fetch_misses == 0, (s.fetch_misses, s.fetch_miss_bytes)
+    gops: set[tuple[int, int]] = set()
+    for v, frames in clips:
+        m = ds.videos[v]
+        gops.update((v, int(e)) for e in np.unique(m.keyframe_before(np.asarray(frames))))
+    gop_bytes = sum(ds.byte_extents(v).gop_bytes(e) for v, e in gops)
+    header = sum(int((x[:, 1] - x[:, 0]).sum()) for x in (ds.byte_extents(v).header for v in {v for v, _ in gops}))
+    assert gop_bytes > 0 and s.fetch_bytes <= 1.3 * gop_bytes + header, (s.fetch_bytes, gop_bytes, header)

@@ -159,6 +159,11 @@ class PyAVReader:
         kf_pts = meta.pts_at(meta.keyframe_at(entry))
         kf_dts = meta.key_dts_at(entry)
         targets = [meta.key_dts_at(e) for e in range(entry, max(entry - 3, -1), -1)]
+        if self._container.format.name.startswith("mov,"):
+            # FFmpeg's MP4/MOV demuxer takes a seek target as a presentation time (it
+            # subtracts the stream's pts-dts shift): the keyframe's dts lands a GOP early,
+            # which reads (and, from object storage, fetches) a GOP that is then skipped.
+            targets.insert(0, kf_pts)
         for target in targets:
             self._container.seek(target, stream=s, backward=True, any_frame=False)
             packets = demux_packets(self._container, s)

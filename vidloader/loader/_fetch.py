@@ -62,8 +62,9 @@ class FetchStage(Protocol):
 
     def fetch(self, window: WindowPlan) -> Fetched: ...
 
-    def release(self, window: WindowPlan) -> None:
-        """The window's jobs are done: what it fetched may be dropped."""
+    def release(self, window: WindowPlan) -> Fetched:
+        """The window's jobs are done: what it fetched may be dropped. Returns what the
+        decoders' reads cost since the last report (misses, waits)."""
         ...
 
     def close(self) -> None: ...
@@ -77,8 +78,8 @@ class LocalFiles:
     def fetch(self, window: WindowPlan) -> Fetched:
         return self._NOTHING
 
-    def release(self, window: WindowPlan) -> None:
-        pass
+    def release(self, window: WindowPlan) -> Fetched:
+        return self._NOTHING
 
     def close(self) -> None:
         pass
@@ -184,15 +185,20 @@ class RemoteFetch:
                 requests += 1
                 nbytes += b - a
         self._pins[id(window)] = pinned
-        c, r = self._counters, self._reported
-        misses, miss_bytes, wait = c.misses - r.misses, c.miss_bytes - r.miss_bytes, c.wait_seconds - r.wait_seconds
-        self._reported = HeldCounters(c.misses, c.miss_bytes, c.waits, c.wait_seconds)
-        return Fetched(requests, nbytes, time.perf_counter() - t0, misses, miss_bytes, wait, self.budget.used)
+        return Fetched(requests, nbytes, time.perf_counter() - t0) + self._reads()
 
-    def release(self, window: WindowPlan) -> None:
+    def release(self, window: WindowPlan) -> Fetched:
         for held in self._pins.pop(id(window), ()):
             held.unpin()
         self.budget.trim()
+        return self._reads()
+
+    def _reads(self) -> Fetched:
+        """The decoders' misses and waits since the last report, and the bytes held now."""
+        c, r = self._counters, self._reported
+        misses, miss_bytes, wait = c.misses - r.misses, c.miss_bytes - r.miss_bytes, c.wait_seconds - r.wait_seconds
+        self._reported = HeldCounters(c.misses, c.miss_bytes, c.waits, c.wait_seconds)
+        return Fetched(misses=misses, miss_bytes=miss_bytes, wait_seconds=wait, held_bytes=self.budget.used)
 
     def close(self) -> None:
         for held in self._held.values():

@@ -177,7 +177,7 @@ class EpochPass:
 
     def _finish(self, window: Window) -> np.ndarray:
         outcome = finish_window(window, self.cache, self.policy, self.shape.per)
-        self.fetch.release(window.plan)
+        self._fetched = self._fetched + self.fetch.release(window.plan)
         self.recorder.window(outcome, self.cache, self._fetched)
         self._fetched = Fetched()
         error = self.policy.settle(outcome, self.shape.per)
