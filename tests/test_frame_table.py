@@ -388,3 +388,32 @@ def test_real_webm_is_not_dense(shared_videos, tmp_path):
     back = idx.lookup(str(path))
     idx.close()
     assert back is not None and np.array_equal(back.pts, ref) and back.pts_table.nbytes == t.nbytes
+
+
+def test_small_fractional_tables_from_parts():
+    """Every small fractional run (with and without one exception) built from parts: its
+    values are the formula evaluated with Python integers, and every lookup and difference
+    equals numpy on them."""
+    rng = np.random.default_rng(4)
+    for n in range(1, 9):
+        for den in (2, 3, 5):
+            for rem in range(1, den):
+                for phase in range(den):
+                    for step in (0, 1, 7):
+                        ref = [(k * (step * den + rem) + phase) // den for k in range(n)]
+                        t = FrameTable(n, [0], [0], [step], run_rem=[rem], run_den=[den], run_phase=[phase])
+                        assert np.array_equal(t.to_array(), ref)
+                        check_table(np.asarray(ref), rng)
+                        for f in range(1, n):  # one exception, kept in order or not
+                            for x in (ref[f] - 2, ref[f] + 1):
+                                v = np.asarray(ref)
+                                v[f] = x
+                                e = FrameTable(n, [0], [0], [step], [f], [x], run_rem=[rem], run_den=[den], run_phase=[phase])
+                                assert np.array_equal(e.to_array(), v)
+                                assert e.monotonic == bool(np.all(np.diff(v) >= 0))
+                                if n > 1:
+                                    assert (e.min_diff(), e.max_diff()) == (int(np.diff(v).min()), int(np.diff(v).max()))
+                                if e.monotonic:
+                                    for side in ("left", "right"):
+                                        xs = np.arange(-3, int(v.max()) + 4)
+                                        assert np.array_equal(e.searchsorted(xs, side), np.searchsorted(v, xs, side=side))

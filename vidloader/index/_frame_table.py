@@ -54,7 +54,7 @@ from typing import Literal, NamedTuple, overload
 
 import numpy as np
 
-__all__ = ["FrameTable", "DEN_MAX"]
+__all__ = ["FrameTable"]
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 _EMPTY.flags.writeable = False
