@@ -264,3 +264,82 @@ def test_killed_indexing_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "probe_video", counting)
     metas, _ = VideoIndex(db).index(files, num_workers=1, progress=False)
     assert probed == files[4:] and all(m is not None for m in metas)
+
+
+def _ms_pts(n: int, num: int, den: int, start: int = 0) -> np.ndarray:
+    """pts in ms at a frame duration of num / den ms, rounded half up (FFmpeg's rescaling)."""
+    k = np.arange(n, dtype=np.int64)
+    return start + (2 * k * num + den) // (2 * den)
+
+
+def test_fractional_tables_round_trip(tmp_path):
+    """Tables with fractional steps (1 ms time base at NTSC rates) come back from the packed
+    file equal to the arrays they were built from, as compact as they were."""
+    src = make_video(tmp_path / "x.mp4", frames=10, width=32, height=24, gop=5)
+    proto = VideoDataset([src], index=None, progress=False).videos[0]
+    jittered = _ms_pts(5000, 1001, 30)
+    jittered[[70, 4000]] += [4, -2]
+    kf = _ms_pts(400, 25, 2)  # GOPs of 12 and 13 frames, alternating
+    arrays = [
+        (_ms_pts(3000, 1001, 30, 7), kf[:240], kf[:240] * 33),
+        (jittered, kf, kf * 33 - 66),
+        (np.concatenate([_ms_pts(2000, 1001, 24), 10**6 + np.arange(2000) * 40]), np.arange(0, 4000, 12), np.arange(0, 4000, 12)),
+        (np.cumsum(np.random.default_rng(0).integers(1, 1000, 300)), np.asarray([0, 150]), np.asarray([0, 9])),
+    ]
+    metas = [dataclasses.replace(proto, pts=p, keyframes=k, key_dts=d, time_base=Fraction(1, 1000), path=str(tmp_path / f"v{i}.mkv"))
+             for i, (p, k, d) in enumerate(arrays)]  # fmt: skip
+    assert sum(m.pts_table.num_fractional_runs for m in metas) >= 3 and metas[1].pts_table.num_exceptions == 2
+    ref = VideoDataset.from_metadata(metas)
+    ref.save(tmp_path / "ntsc.vidx")
+    ds = VideoDataset.load(tmp_path / "ntsc.vidx")
+    for m, (p, k, d), back in zip(metas, arrays, ds.videos):
+        _same_meta(back, m)
+        assert np.array_equal(back.pts, p) and np.array_equal(back.keyframes, k) and np.array_equal(back.key_dts, d)
+        for t in ("pts_table", "keyframe_table", "key_dts_table"):
+            a, b = getattr(m, t), getattr(back, t)
+            assert (a.nbytes, a.num_runs, a.num_fractional_runs) == (b.nbytes, b.num_runs, b.num_fractional_runs)
+        x = np.concatenate([p, p + 1, p - 1])
+        for side in ("left", "right"):
+            assert np.array_equal(back.searchsorted_pts(x, side), np.searchsorted(p, x, side=side))
+    assert ds.videos[0].pts_table.nbytes == 48  # one run, where it was 8 bytes per frame
+
+
+def _as_five_number_records(path: Path, out: Path) -> None:
+    """Rewrite a packed file with records of 5 numbers per table (offset, n, runs,
+    exceptions, dense length), as format 1 wrote them, and format 1 in the header."""
+    import json
+
+    from vidloader.index._packed import read_packed
+
+    header, sections = read_packed(path)
+    rec = sections["records"]
+    old = np.dtype([(name, "<i8", (3, 5)) if name == "tables" else (name, rec.dtype.fields[name][0]) for name in rec.dtype.names])
+    assert not rec["tables"][..., 5].any()  # integer steps only: nothing is lost
+    records = np.zeros(rec.shape, dtype=old)
+    for name in rec.dtype.names:
+        records[name] = rec["tables"][..., :5] if name == "tables" else rec[name]
+    data = {"offsets": sections["offsets"], "records": records, "tables": sections["tables"], "paths": sections["paths"]}
+    layout, pos = {}, 4096
+    for name, arr in data.items():
+        layout[name] = {"dtype": arr.dtype.descr if arr.dtype.names else arr.dtype.str, "shape": list(arr.shape), "offset": pos}
+        pos += -(-arr.nbytes // 64) * 64
+    head = json.dumps({**header, "format": 1, "sections": layout}).encode()
+    with open(out, "wb") as f:
+        f.write(b"VIDXPK01" + np.uint64(len(head)).tobytes() + head)
+        for name, arr in data.items():
+            f.seek(layout[name]["offset"])
+            f.write(np.ascontiguousarray(arr).tobytes())
+
+
+def test_format_1_records_load(media, tmp_path):
+    _, files = media
+    ref = VideoDataset(files, index=None, progress=False)
+    ref.save(tmp_path / "new.vidx")
+    _as_five_number_records(tmp_path / "new.vidx", tmp_path / "old.vidx")
+    old = VideoDataset.load(tmp_path / "old.vidx")
+    assert old.paths == ref.paths
+    assert len(old.videos) == len(ref.videos)
+    for a, b in zip(old.videos, ref.videos):
+        for f in ("pts", "keyframes", "key_dts"):
+            assert np.array_equal(getattr(a, f), getattr(b, f)), f
+        assert a.num_frames == b.num_frames and a.time_base == b.time_base and a.etag == ""

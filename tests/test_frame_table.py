@@ -13,6 +13,8 @@ import pytest
 
 from vidloader.index import FrameTable, VideoIndex, VideoMetadata, probe_video
 
+from media import make_video
+
 # --------------------------------------------------------------------------- reference checks
 
 
@@ -209,3 +211,209 @@ def test_old_format_entries_are_indexed_again(shared_videos, tmp_path, monkeypat
     assert meta is not None and idx.lookup(path) is not None
     idx.close()
     assert np.array_equal(meta.pts, np.asarray(sorted(_decoded_pts(path, meta.stream_index))))
+
+
+# --------------------------------------------------------------------------- fractional steps
+# Reference: the values are generated here with Python / numpy integer arithmetic from the
+# frame rate; every lookup is compared with numpy on that array (check_table).
+
+
+def _ms(k: np.ndarray, num: int, den: int, rounding: str) -> np.ndarray:
+    """pts in ms of frames ``k`` at a frame duration of ``num / den`` ms, rounded as named."""
+    k = np.asarray(k, dtype=np.int64)
+    if rounding == "floor":
+        return (k * num) // den
+    if rounding == "ceil":
+        return -((-k * num) // den)
+    if rounding == "half-up":  # FFmpeg's av_rescale_q
+        return (2 * k * num + den) // (2 * den)
+    assert rounding == "half-even"  # numpy's round: exact halves alternate
+    return np.round(k * num / den).astype(np.int64)
+
+
+RATES = {"30000/1001": (1001, 30), "24000/1001": (1001, 24), "60000/1001": (1001, 60), "30": (100, 3), "25": (40, 1)}
+
+
+@pytest.mark.parametrize("rate", list(RATES))
+@pytest.mark.parametrize("rounding", ["floor", "ceil", "half-up", "half-even"])
+def test_millisecond_rates_are_one_run(rate, rounding):
+    num, den = RATES[rate]
+    rng = np.random.default_rng(7)
+    for start in (0, 1, 4321, -2002):
+        v = start + _ms(np.arange(20_000), num, den, rounding)
+        t = check_table(v, rng)
+        halves = den % 2 == 0 and num % 2 == 1  # exact halves that half-even rounds down every other time
+        assert t.num_runs == 1 and (t.num_exceptions == 0 or (rounding == "half-even" and halves)), t
+        assert t.nbytes <= 48 + 16 * t.num_exceptions and t.num_exceptions <= 20_000 // den
+        assert t.num_fractional_runs == (den > 1)
+    for k0 in (0, 17, 3 * den + 1):  # a stream that starts later in the rate's cycle
+        v = _ms(np.arange(k0, k0 + 500), num, den, "half-up")
+        assert check_table(v, rng).num_runs == 1
+
+
+def test_jitter_and_rate_changes_on_fractional_runs():
+    rng = np.random.default_rng(8)
+    v = _ms(np.arange(30_000), 1001, 30, "half-up")
+    for f, d in ((100, 5), (5000, -1), (7000, 1), (7010, 2), (29_999, 3)):
+        v[f] += d  # one frame off: one exception each
+    t = check_table(v, rng)
+    assert (t.num_runs, t.num_exceptions) == (1, 5)
+    a = _ms(np.arange(5000), 1001, 30, "half-up")
+    for num, den in ((1001, 24), (100, 3), (1001, 60)):  # a rate change mid-stream: a second run
+        b = int(a[-1]) + 50 + _ms(np.arange(4000), num, den, "half-up")
+        t = check_table(np.concatenate([a, b]), rng)
+        assert t.num_runs == 2 and t.num_exceptions == 0, (num, den, t)
+    cfr = np.arange(4000, dtype=np.int64) * 40  # integer-step stretches around a fractional one
+    mixed = np.concatenate([cfr, cfr[-1] + 33 + _ms(np.arange(4000), 1001, 30, "floor"), cfr + 10**6])
+    t = check_table(mixed, rng)
+    assert t.num_runs == 3 and t.num_fractional_runs == 1 and t.num_exceptions == 0
+
+
+def test_fractional_sequences_equal_numpy():
+    """Random rates, phases, offsets, jitter and rate changes, and random two-valued steps."""
+    rng = np.random.default_rng(21)
+    fractional = 0
+    for i in range(400):
+        n = int(rng.integers(1, 400))
+        den = int(rng.choice([2, 3, 7, 24, 30, 60, 101, 1001, int(rng.integers(2, 5000))]))
+        num = int(rng.integers(0, 4 * den)) + int(rng.choice([0, den, 40 * den]))
+        k = np.arange(n, dtype=np.int64) + int(rng.integers(0, 3 * den))
+        v = int(rng.integers(-10**6, 10**6)) + (k * num + int(rng.integers(0, den))) // den
+        kind = i % 5
+        if kind == 1 and n:  # jitter
+            hit = rng.random(n) < 0.03
+            v[hit] += rng.integers(-3, 4, int(hit.sum()))
+        elif kind == 2:  # a second rate
+            m = n // 2
+            v[m:] = v[m - 1] + 1 + (np.arange(n - m) * (num + 1)) // den if m else v[m:]
+        elif kind == 3:  # steps drawn at random from two adjacent values
+            v = np.cumsum(rng.integers(0, 2, n) + num // den).astype(np.int64)
+        elif kind == 4 and n:  # non-monotonic: a fractional run going down
+            v = -v
+        fractional += check_table(v, rng).num_fractional_runs > 0
+    assert fractional > 150  # the fractional paths are exercised
+
+
+def test_long_fractional_runs_do_not_overflow():
+    """A fractional run near the bound (length * (step + 1) * den <= 2**61): every lookup
+    equals the formula evaluated with Python integers."""
+    rng = np.random.default_rng(9)
+    v = _ms(np.arange(3 * 10**6), 1001, 30, "half-up") + 10**12
+    t = FrameTable.from_array(v)
+    assert t.num_runs == 1 and t.nbytes == 48
+    assert np.array_equal(t.to_array(), v) and np.array_equal(t.at(np.arange(v.size)), v)
+    x = np.concatenate([v, v - 1, v + 1])
+    for side in ("left", "right"):
+        ref = np.searchsorted(v, x, side=side)
+        assert np.array_equal(t.searchsorted(x, side), ref)
+        assert [t.searchsorted(xi, side) for xi in x[::997].tolist()] == ref[::997].tolist()
+    den, step, rem, phase = 65_521, 3, 65_000, 1234
+    n = (1 << 61) // den // (step + 1)  # ~8.8e9 frames
+    big = FrameTable(n, [0], [-(10**15)], [step], run_rem=[rem], run_den=[den], run_phase=[phase])
+
+    def ref(f: int) -> int:
+        return -(10**15) + (f * (step * den + rem) + phase) // den
+
+    frames = [0, 1, n // 3, n - 2, n - 1, *rng.integers(0, n, 200).tolist()]
+    assert np.array_equal(big.at(np.asarray(frames)), [ref(f) for f in frames])
+    assert [big.at(f) for f in frames] == [ref(f) for f in frames]
+    for f in frames:
+        for x in (ref(f) - 1, ref(f), ref(f) + 1):
+            for side in ("left", "right"):
+                i = big.searchsorted(x, side)
+                assert i == int(big.searchsorted(np.asarray([x]), side)[0])
+                # numpy's semantics: every value before i is < x ("left") or <= x, none after
+                assert i == 0 or (ref(i - 1) < x if side == "left" else ref(i - 1) <= x), (f, x, side)
+                assert i == n or (ref(i) >= x if side == "left" else ref(i) > x), (f, x, side)
+    assert big.max_diff() == step + 1 and big.min_diff() == step
+    # A far-away next run: a value between the runs is far beyond the fractional run's
+    # last value (x * den would leave int64); every frame of the first run is below it.
+    two = FrameTable(2 * n, [0, n], [-(10**15), 1 << 62], [step, 0], run_rem=[rem, 0], run_den=[den, 1], run_phase=[phase, 0])
+    for x in (ref(n - 1) + 1, 1 << 58, (1 << 62) - 1, 1 << 62):
+        want = n if x <= 1 << 62 else 2 * n
+        assert two.searchsorted(x) == want and int(two.searchsorted(np.asarray([x]))[0]) == want, x
+    assert two.searchsorted(1 << 62, "right") == 2 * n
+    with pytest.raises(ValueError, match="too long"):
+        FrameTable(n + 1, [0], [0], [step], run_rem=[rem], run_den=[den], run_phase=[phase])
+
+
+def test_fractional_parts_and_blobs():
+    v = _ms(np.arange(1000), 1001, 30, "half-up")
+    t = FrameTable.from_array(v)
+    a = t.arrays()
+    assert [int(a[k][0]) for k in ("run_step", "run_rem", "run_den", "run_phase")] == [33, 11, 30, 15]
+    blob = t.to_bytes()
+    assert np.frombuffer(blob[:8], "<i8")[0] == 0x3262_6174_6D61_7266  # layout version 2
+    assert np.array_equal(FrameTable.from_bytes(blob).to_array(), v)
+    # Integer-step tables keep writing layout version 1, and version-1 blobs (written by hand
+    # here: header magic, n, runs, exceptions, dense length; then the parts) load.
+    cfr = FrameTable.from_array(np.arange(50) * 512)
+    one = np.asarray([0x3162_6174_6D61_7266, 50, 1, 0, 0, 0, 0, 512], dtype="<i8").tobytes()
+    assert cfr.to_bytes() == one and np.array_equal(FrameTable.from_bytes(one).to_array(), np.arange(50) * 512)
+    assert FrameTable.from_bytes(one).arrays()["run_den"].size == 0
+    with pytest.raises(ValueError, match="FrameTable blob"):
+        FrameTable.from_bytes(blob[:-8])
+    with pytest.raises(ValueError, match="run_rem"):
+        FrameTable(10, [0], [0], [33], run_rem=[30], run_den=[30], run_phase=[0])
+    with pytest.raises(ValueError, match="run_den"):
+        FrameTable(10, [0], [0], [33], run_rem=[1], run_den=[30, 1], run_phase=[0])
+
+
+FRACTIONAL_FILES = [("mkv", "libx264", Fraction(30000, 1001), 2), ("webm", "libvpx-vp9", Fraction(24000, 1001), None)]
+
+
+@pytest.mark.parametrize("ext,codec,fps,bframes", FRACTIONAL_FILES)
+def test_millisecond_container_is_not_dense(ext, codec, fps, bframes, tmp_path):
+    """A generated Matroska / WebM file (time base 1 ms) at an NTSC rate: the pts table is
+    one fractional run, and every pts equals PyAV's decoded pts."""
+    path = make_video(tmp_path / f"ntsc.{ext}", codec=codec, frames=120, width=32, height=24, fps=fps, gop=12, bframes=bframes)
+    meta = probe_video(path)
+    ref = np.asarray(sorted(_decoded_pts(path, meta.stream_index)), dtype=np.int64)
+    assert meta.time_base == Fraction(1, 1000) and len(set(np.diff(ref).tolist())) == 2  # 33/34 or 41/42 ms
+    assert np.array_equal(meta.pts, ref) and np.array_equal(meta.pts_at(np.arange(ref.size)), ref)
+    t = meta.pts_table
+    assert not t.is_dense and t.num_runs == 1 and t.num_fractional_runs == 1 and t.nbytes == 48
+    check_table(ref, np.random.default_rng(2))
+
+
+def test_real_webm_is_not_dense(shared_videos, tmp_path):
+    path = shared_videos / "moviepy__big_buck_bunny_432_433.webm"
+    meta = probe_video(path)
+    ref = np.asarray(sorted(_decoded_pts(path, meta.stream_index)), dtype=np.int64)
+    assert np.array_equal(meta.pts, ref)
+    t = meta.pts_table
+    assert not t.is_dense and t.nbytes / len(t) == 2.0  # was 8 bytes per frame (dense)
+    idx = VideoIndex(tmp_path / "index.sqlite")  # through the store (a version-2 blob)
+    idx.store([meta])
+    back = idx.lookup(str(path))
+    idx.close()
+    assert back is not None and np.array_equal(back.pts, ref) and back.pts_table.nbytes == t.nbytes
+
+
+def test_small_fractional_tables_from_parts():
+    """Every small fractional run (with and without one exception) built from parts: its
+    values are the formula evaluated with Python integers, and every lookup and difference
+    equals numpy on them."""
+    rng = np.random.default_rng(4)
+    for n in range(1, 9):
+        for den in (2, 3, 5):
+            for rem in range(1, den):
+                for phase in range(den):
+                    for step in (0, 1, 7):
+                        ref = [(k * (step * den + rem) + phase) // den for k in range(n)]
+                        t = FrameTable(n, [0], [0], [step], run_rem=[rem], run_den=[den], run_phase=[phase])
+                        assert np.array_equal(t.to_array(), ref)
+                        check_table(np.asarray(ref), rng)
+                        for f in range(1, n):  # one exception, kept in order or not
+                            for x in (ref[f] - 2, ref[f] + 1):
+                                v = np.asarray(ref)
+                                v[f] = x
+                                e = FrameTable(n, [0], [0], [step], [f], [x], run_rem=[rem], run_den=[den], run_phase=[phase])
+                                assert np.array_equal(e.to_array(), v)
+                                assert e.monotonic == bool(np.all(np.diff(v) >= 0))
+                                if n > 1:
+                                    assert (e.min_diff(), e.max_diff()) == (int(np.diff(v).min()), int(np.diff(v).max()))
+                                if e.monotonic:
+                                    for side in ("left", "right"):
+                                        xs = np.arange(-3, int(v.max()) + 4)
+                                        assert np.array_equal(e.searchsorted(xs, side), np.searchsorted(v, xs, side=side))

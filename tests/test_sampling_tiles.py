@@ -357,3 +357,18 @@ def test_gop_bounds_match_their_definition(tmp_path):
         got, want = gop_bounds(d), _gop_bounds_per_video(d)
         np.testing.assert_array_equal(got[1], want[1])
         np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_gop_bounds_of_fractional_keyframe_tables():
+    """Keyframe tables stored as one fractional-step run (GOPs of 12 and 13 frames,
+    alternating) take the explicit path and match the definition."""
+    metas = []
+    for i, (n, num, den, start) in enumerate([(500, 25, 2, 0), (700, 1001, 60, 0), (300, 25, 2, 3)]):
+        k = np.arange(n, dtype=np.int64)
+        kf = start + (k * num) // den
+        metas.append(_meta(n, i, keyframes=kf[kf < n]))
+    ds = VideoDataset.from_metadata(metas)
+    assert all(m.keyframe_table.num_runs == 1 and m.keyframe_table.num_fractional_runs == 1 for m in metas)
+    got, want = gop_bounds(ds), _gop_bounds_per_video(ds)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])

@@ -7,7 +7,8 @@ JSON header, then sections aligned to 64 bytes, each described in the header:
 - ``records`` (one fixed-size structured record per video, :data:`RECORD`): file size,
   mtime, stream facts, and where the video's three frame tables and path lie;
 - ``tables`` (int64): every :class:`FrameTable`'s parts (:meth:`FrameTable.arrays`),
-  concatenated;
+  concatenated: per table run_start, run_value, run_step, exc_frame, exc_value, dense,
+  then (format 2, where a step is fractional) run_rem, run_den, run_phase;
 - ``paths`` (uint8): UTF-8 paths, concatenated. A path under the folder holding the
   packed file is stored relative to that folder (moving the folder with its videos keeps
   it working); any other path is stored absolute. URLs are stored as they are.
@@ -16,8 +17,9 @@ JSON header, then sections aligned to 64 bytes, each described in the header:
 - ``etags`` (uint8) and ``extents`` (int64: per video its header ranges, then
   ``gop_start``, then ``gop_end``). A video written without extents has none stored.
 
-Format 1 files (without the last three sections) still load: their videos have no ETag
-and no stored extents.
+Format 1 files (without the last three sections, and 5 numbers per table in a record)
+still load: their videos have no ETag and no stored extents. A record's dtype is the one
+the header describes, so records of either width load.
 
 The header also holds the distinct codec / pixel format names, the dataset's fingerprint
 and the aggregates a loader needs at start (largest GOP, distinct frame sizes), so that
@@ -52,11 +54,12 @@ PACK_FORMAT = 2
 _READS_FORMATS = (1, 2)
 _ALIGN = 64
 _TABLES = ("pts", "keyframes", "key_dts")
-_PARTS = ("run_start", "run_value", "run_step", "exc_frame", "exc_value", "dense")
+_PARTS = ("run_start", "run_value", "run_step", "exc_frame", "exc_value", "dense", "run_rem", "run_den", "run_phase")
 _SEEKABLE, _ABSOLUTE = 1, 2
 _MONOTONIC = (4, 8, 16)  # per table
 
-# per table: offset into ``tables``, n, runs, exceptions, dense length
+# per table: offset into ``tables``, n, runs, exceptions, dense length, fractional parts'
+# length (0, or runs; format 1 records stop after the dense length)
 RECORD = np.dtype(
     [
         ("size", "<i8"),
@@ -74,7 +77,7 @@ RECORD = np.dtype(
         ("pix_fmt", "<i2"),
         ("indexed_by", "<i1"),
         ("flags", "u1"),
-        ("tables", "<i8", (3, 5)),
+        ("tables", "<i8", (3, 6)),
     ]
 )
 
@@ -152,7 +155,7 @@ def write_packed(
         flags = (_SEEKABLE if m.seekable else 0) | (_ABSOLUTE if absolute else 0)
         for t, table in enumerate((m.pts_table, m.keyframe_table, m.key_dts_table)):
             a = table.arrays()
-            r["tables"][t] = (table_len, len(table), a["run_start"].size, a["exc_frame"].size, a["dense"].size)
+            r["tables"][t] = (table_len, len(table), a["run_start"].size, a["exc_frame"].size, a["dense"].size, a["run_den"].size)
             table_len += sum(int(a[k].size) for k in _PARTS)
             flags |= _MONOTONIC[t] if table.monotonic else 0
         r["flags"] = flags
@@ -341,12 +344,16 @@ class PackedVideos(Sequence[VideoMetadata]):
         (size, mtime_ns, end_pts, tb_num, tb_den, path_off, path_len, stream_index, width, height, rotation,
          codec, pix_fmt, indexed_by, flags, tables) = self._records[v].item()  # fmt: skip
         built = []
-        for t, (off, n, r, e, d) in enumerate(tables.tolist()):
+        for t, row in enumerate(tables.tolist()):
+            off, n, r, e, d = row[:5]
+            q = row[5] if len(row) > 5 else 0  # format 1: integer steps only
             parts, o = [], off
-            for size_ in (r, r, r, e, e, d):
+            for size_ in (r, r, r, e, e, d, q, q, q):
                 parts.append(self._tables[o : o + size_])
                 o += size_
-            built.append(FrameTable.from_parts_trusted(n, *parts, monotonic=bool(flags & _MONOTONIC[t])))
+            run_rem, run_den, run_phase = parts[6:]
+            built.append(FrameTable.from_parts_trusted(n, *parts[:6], monotonic=bool(flags & _MONOTONIC[t]),
+                                                       run_rem=run_rem, run_den=run_den, run_phase=run_phase))  # fmt: skip
         return VideoMetadata(
             path=self._path(path_off, path_len, bool(flags & _ABSOLUTE)),
             stream_index=stream_index,

@@ -2,8 +2,10 @@
 object in storage by (URL, stream, size, ETag).
 
 Frame tables are stored as :class:`FrameTable` blobs (constant-rate runs plus
-exceptions: a few dozen bytes for a constant-frame-rate file) and loaded as numpy
-arrays viewing the blob, never a list of Python objects. An entry written by another
+exceptions: a few dozen bytes for a constant-frame-rate file; blob layout 1, or 2 where
+a step is fractional, both read) and loaded as numpy arrays viewing the blob, never a
+list of Python objects. Entries written before fractional steps keep their (larger,
+equally exact) tables until the file is indexed again. An entry written by another
 format version is indexed again. A file whose size or mtime changed is re-indexed; entries
 whose file vanished are reported by :meth:`VideoIndex.vanished`.
 

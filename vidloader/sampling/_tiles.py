@@ -66,7 +66,7 @@ def gop_bounds(dataset: "VideoDataset") -> tuple[np.ndarray, np.ndarray]:
     keyframe, if any, form a GOP of their own: they are decoded from the stream start).
 
     Cost: one pass over the videos' keyframe tables reading a few numbers from each
-    one-run table (keyframes every g frames), whose bounds are then built together,
+    one-run integer-step table (keyframes every g frames), whose bounds are then built together,
     vectorised; other tables are read in full.
     """
     offsets = np.asarray(dataset.offsets, dtype=np.int64)
@@ -79,7 +79,7 @@ def gop_bounds(dataset: "VideoDataset") -> tuple[np.ndarray, np.ndarray]:
     explicit: dict[int, np.ndarray] = {}
     for v, m in enumerate(dataset.videos):
         t = m.keyframe_table
-        if t.num_runs == 1 and t.num_exceptions == 0 and len(t) > 0:
+        if t.num_runs == 1 and t.num_exceptions == 0 and t.num_fractional_runs == 0 and len(t) > 0:
             parts = t.arrays()
             g = int(parts["run_step"][0])
             if g > 0 or len(t) == 1:
