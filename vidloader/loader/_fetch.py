@@ -15,10 +15,13 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+import numpy as np
 
 from ..planning import WindowPlan
-from ..storage import ByteBudget, HeldBytes, HeldCounters, is_url, register_held, store_for, unregister_held
+from .._cache import cache_dir as cache_dir_root
+from ..storage import ByteBudget, HeaderCache, HeldBytes, HeldCounters, is_url, register_held, store_for, unregister_held
 
 if TYPE_CHECKING:
     from ..index import VideoDataset
@@ -99,8 +102,10 @@ class RemoteFetch:
     For each job (a video, its entry keyframe, its last frame) the byte span is
     ``extents.span(entry, gop of the last frame)`` from the index's :class:`ByteExtents`
     (loaded per file when the file is first fetched), plus the container header once per
-    file. Spans of one file closer than ``gap`` bytes are fetched as one request (an
-    extra round trip costs more than a few wasted bytes); parts already held or in
+    file. Spans of one file closer than ``gap`` bytes (256 KiB) are fetched as one
+    request: measured on sparse clips at 20 ms, 256 KiB fetches 2% more bytes than
+    32 KiB for the same requests, 1 MiB 18% more; below 32 KiB FFmpeg reads through
+    gaps rather than seek, which then become misses. Parts already held or in
     flight are not fetched again. Requests run concurrently on the store's I/O thread
     and carry the indexed ETag (``If-Match``): an object replaced since indexing fails
     its read with :class:`IndexMismatchError`, and no byte of it reaches a decoder.
@@ -112,6 +117,13 @@ class RemoteFetch:
     budget; least recently used files that no window in flight needs are dropped
     first. The decoder reads through :class:`~vidloader.storage.RemoteFile`; a read
     outside what was fetched (a miss) is fetched on demand and counted.
+
+    Container headers (for MP4: ``moov``, the sample tables, about 10 bytes a frame)
+    are kept across epochs and runs in ``headers`` (default: a
+    :class:`~vidloader.storage.HeaderCache` of at most 1 GiB under the cache folder,
+    keyed by URL and ETag; None: fetched every time a file is first used). Of a cached
+    header, the smallest range is still fetched, so that every object's identity is
+    checked (``If-Match``) before its bytes are decoded.
     Local paths in the dataset are skipped: the decoder reads them directly.
     """
 
@@ -121,7 +133,8 @@ class RemoteFetch:
         *,
         byte_budget: int = DEFAULT_BYTE_BUDGET,
         cache_dir: str | os.PathLike | None = None,
-        gap: int = 1 << 20,
+        gap: int = 256 << 10,
+        headers: HeaderCache | None | Literal["default"] = "default",
     ):
         if not isinstance(gap, int) or gap < 0:
             raise ValueError(f"gap={gap!r}: must be an integer >= 0 (bytes)")
@@ -136,6 +149,11 @@ class RemoteFetch:
         self._counters = HeldCounters()  # shared by every object's HeldBytes
         self._reported = HeldCounters()
         self._pins: dict[int, list[HeldBytes]] = {}  # id(window) -> objects it pinned
+        if headers == "default":
+            headers = HeaderCache(cache_dir_root() / "remote-headers")
+        self.headers = headers
+        self.header_hits = 0
+        self._uncached: dict[int, tuple[HeldBytes, np.ndarray]] = {}  # headers fetched, not yet cached
 
     def __repr__(self) -> str:
         where = "memory" if self.budget.folder is None else str(self.budget.folder)
@@ -167,7 +185,7 @@ class RemoteFetch:
             last_entry = int(meta.keyframe_before(last)) if meta.seekable else -1
             want = spans.setdefault(job.video, [])
             if not held.header_requested:
-                want.extend((int(a), int(b)) for a, b in ext.header.tolist())
+                want.extend(self._header(held, ext.header))
                 held.header_requested = True
             if meta.seekable:
                 want.append(ext.span(job.entry, last_entry))
@@ -187,7 +205,40 @@ class RemoteFetch:
         self._pins[id(window)] = pinned
         return Fetched(requests, nbytes, time.perf_counter() - t0) + self._reads()
 
+    def _header(self, held: HeldBytes, ranges: np.ndarray) -> list[tuple[int, int]]:
+        """The object's header ranges still to fetch: none when the header cache has them
+        (they are put in ``held``)."""
+        if ranges.shape[0] == 0:
+            return []
+        cached = self.headers.get(held.url, held.etag, ranges) if self.headers is not None else None
+        if cached is not None:
+            # The smallest range is still fetched: its If-Match checks the object's identity
+            # (a file the header covers whole would otherwise never reach the store), and
+            # opening reads every header range, so a replaced object fails at open.
+            check = int(np.argmin(ranges[:, 1] - ranges[:, 0]))
+            for k, ((a, _b), data) in enumerate(zip(ranges.tolist(), cached)):
+                if k != check:
+                    held.put(a, data)
+            self.header_hits += 1
+            return [(int(ranges[check, 0]), int(ranges[check, 1]))]
+        if self.headers is not None:
+            self._uncached[id(held)] = (held, ranges)
+        return [(int(a), int(b)) for a, b in ranges.tolist()]
+
+    def _cache_headers(self) -> None:
+        """Store the headers that arrived (fetched with the spans) in the header cache."""
+        assert self.headers is not None
+        for key, (held, ranges) in list(self._uncached.items()):
+            parts = [held.peek(int(a), int(b)) for a, b in ranges.tolist()]
+            if all(p is not None for p in parts):
+                self.headers.put(held.url, held.etag, ranges, [p for p in parts if p is not None])
+                del self._uncached[key]
+            elif not held.pinned():
+                del self._uncached[key]  # dropped before it arrived whole: fetched again next time
+
     def release(self, window: WindowPlan) -> Fetched:
+        if self._uncached:
+            self._cache_headers()
         for held in self._pins.pop(id(window), ()):
             held.unpin()
         self.budget.trim()

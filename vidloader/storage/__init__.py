@@ -17,11 +17,13 @@ import threading
 from collections import OrderedDict
 from typing import IO, Callable
 
+from ._headers import HeaderCache
 from ._held import ByteBudget, HeldBytes, HeldCounters, RemoteFile
 from ._objects import ObjectInfo, ObjectStore, StoreCounters, is_url, set_storage_options, split_url, store_for
 
 __all__ = [
     "ByteBudget",
+    "HeaderCache",
     "HeldBytes",
     "HeldCounters",
     "ObjectInfo",

@@ -201,6 +201,24 @@ class HeldBytes:
         with self._lock:
             self._pending.pop((start, end), None)
 
+    def peek(self, start: int, end: int) -> bytes | None:
+        """Bytes ``[start, end)`` if they are all held now, else None (never fetches)."""
+        out = bytearray()
+        pos = start
+        with self._lock:
+            while pos < end:
+                got = self._held_at(pos, end - pos)
+                if not got:
+                    return None
+                out += got
+                pos += len(got)
+        return bytes(out)
+
+    def put(self, start: int, data: bytes) -> None:
+        """Hold ``data`` as the object's bytes from ``start`` (bytes read elsewhere, e.g. a
+        cached header of this same object and ETag)."""
+        self._keep(start, data)
+
     def _keep(self, start: int, data: bytes) -> None:
         end = start + len(data)
         with self._lock:
@@ -231,6 +249,7 @@ class HeldBytes:
             self._ends.clear()
             self._chunks.clear()
             self.nbytes = 0
+            self.header_requested = False
             if self._path is not None:
                 try:
                     self._path.unlink()
