@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -143,6 +144,8 @@ class RemoteFetch:
         self._own_dir: str | None = None
         if cache_dir is None:
             cache_dir = self._own_dir = tempfile.mkdtemp(prefix="vidloader-bytes-")
+            # removed with this object even if it is never closed
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self._own_dir, True)
         folder = None if str(cache_dir) == "memory" else cache_dir
         self.budget = ByteBudget(byte_budget, folder)
         self._held: dict[int, HeldBytes] = {}
@@ -258,7 +261,7 @@ class RemoteFetch:
         self._held.clear()
         self._pins.clear()
         if self._own_dir is not None:
-            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._cleanup()
             self._own_dir = None
 
 
