@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 
 from vidloader import UniformFrames, VideoDataset, VideoLoader
-from vidloader.index import FrameTable, VideoMetadata
+from vidloader.index import ByteExtents, FrameTable, PackedVideos, VideoMetadata
+from vidloader.index._packed import read_packed, write_packed
 from vidloader._errors import IndexMismatchError, VideoOpenError
 
 from media import make_video
+from packed_legacy import save_legacy, write_legacy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -304,38 +306,10 @@ def test_fractional_tables_round_trip(tmp_path):
     assert ds.videos[0].pts_table.nbytes == 48  # one run, where it was 8 bytes per frame
 
 
-def _as_five_number_records(path: Path, out: Path) -> None:
-    """Rewrite a packed file with records of 5 numbers per table (offset, n, runs,
-    exceptions, dense length), as format 1 wrote them, and format 1 in the header."""
-    import json
-
-    from vidloader.index._packed import read_packed
-
-    header, sections = read_packed(path)
-    rec = sections["records"]
-    old = np.dtype([(name, "<i8", (3, 5)) if name == "tables" else (name, rec.dtype.fields[name][0]) for name in rec.dtype.names])
-    assert not rec["tables"][..., 5].any()  # integer steps only: nothing is lost
-    records = np.zeros(rec.shape, dtype=old)
-    for name in rec.dtype.names:
-        records[name] = rec["tables"][..., :5] if name == "tables" else rec[name]
-    data = {"offsets": sections["offsets"], "records": records, "tables": sections["tables"], "paths": sections["paths"]}
-    layout, pos = {}, 4096
-    for name, arr in data.items():
-        layout[name] = {"dtype": arr.dtype.descr if arr.dtype.names else arr.dtype.str, "shape": list(arr.shape), "offset": pos}
-        pos += -(-arr.nbytes // 64) * 64
-    head = json.dumps({**header, "format": 1, "sections": layout}).encode()
-    with open(out, "wb") as f:
-        f.write(b"VIDXPK01" + np.uint64(len(head)).tobytes() + head)
-        for name, arr in data.items():
-            f.seek(layout[name]["offset"])
-            f.write(np.ascontiguousarray(arr).tobytes())
-
-
 def test_format_1_records_load(media, tmp_path):
     _, files = media
     ref = VideoDataset(files, index=None, progress=False)
-    ref.save(tmp_path / "new.vidx")
-    _as_five_number_records(tmp_path / "new.vidx", tmp_path / "old.vidx")
+    save_legacy(ref, tmp_path / "old.vidx", fmt=1)
     old = VideoDataset.load(tmp_path / "old.vidx")
     assert old.paths == ref.paths
     assert len(old.videos) == len(ref.videos)
@@ -343,3 +317,205 @@ def test_format_1_records_load(media, tmp_path):
         for f in ("pts", "keyframes", "key_dts"):
             assert np.array_equal(getattr(a, f), getattr(b, f)), f
         assert a.num_frames == b.num_frames and a.time_base == b.time_base and a.etag == ""
+
+
+# -- the compact record (format 3): every form round-trips to the metadata it was written from
+
+
+def _same_tables(a: VideoMetadata, b: VideoMetadata) -> None:
+    """Every table's parts equal (dtype, values), not only the arrays they expand to."""
+    for t in ("pts_table", "keyframe_table", "key_dts_table"):
+        x, y = getattr(a, t).arrays(), getattr(b, t).arrays()
+        for k in x:
+            assert x[k].dtype == y[k].dtype == np.int64 and np.array_equal(x[k], y[k]), (t, k)
+
+
+def _same_extents(a: ByteExtents | None, b: ByteExtents | None) -> None:
+    assert (a is None) == (b is None)
+    if a is not None and b is not None:
+        assert (a.size, a.stream_start) == (b.size, b.stream_start)
+        for k in ("header", "gop_start", "gop_end"):
+            x, y = np.asarray(getattr(a, k), dtype=np.int64).reshape(-1, 2 if k == "header" else 1), getattr(b, k)
+            assert np.array_equal(x.reshape(y.shape), y), k
+
+
+def _round_trip(path: Path, metas: list[VideoMetadata], extents: dict[int, ByteExtents] | None = None) -> PackedVideos:
+    """Write ``metas`` to ``path`` and check that every video read back (in order, by
+    index, and its path alone) equals the metadata it was written from."""
+    x = extents or {}
+    write_packed(path, metas, extra={}, extents=x.get)
+    back = PackedVideos(path, cache_size=2)
+    assert len(back) == len(metas)
+    assert np.array_equal(back.offsets, np.concatenate([[0], np.cumsum([m.num_frames for m in metas])]))
+    for v, (m, got) in enumerate(zip(metas, back)):
+        _same_meta(got, m)
+        _same_tables(got, m)
+        assert back.video_path(v) == m.path
+        _same_extents(back.extents(v), x.get(v))
+    for v in (len(metas) - 1, 0):
+        _same_meta(back[v], metas[v])
+    return back
+
+
+@pytest.fixture(scope="module")
+def proto(tmp_path_factory) -> VideoMetadata:
+    d = tmp_path_factory.mktemp("proto")
+    return VideoDataset([make_video(d / "x.mp4", frames=10, width=32, height=24, gop=5)], index=None, progress=False).videos[0]
+
+
+def _clip(proto: VideoMetadata, path: Path | str, n: int = 300, start: int = 0, step: int = 512, gop: int = 30, **kw) -> VideoMetadata:
+    kf = np.arange(0, n, gop)
+    pts = start + step * np.arange(n)
+    fields = dict(pts=pts, keyframes=kf, key_dts=pts[kf] - 2 * step, end_pts=int(pts[-1]) + step, path=str(path))
+    return dataclasses.replace(proto, **{**fields, **kw})
+
+
+def test_regular_clips_cost_a_few_bytes(proto, tmp_path):
+    """CFR clips (one-run tables) differing in start, length, GOP, size, mtime and
+    stream facts: each comes back equal, and the file holds no table parts, no remote
+    records, and per video only its record and its path's distinct part."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    metas = [
+        _clip(proto, tmp_path / "clips" / f"c{i:06d}.mp4", n=int(rng.integers(1, 400)), start=int(rng.integers(-3000, 3000)),
+              step=int(rng.choice([512, 1001, 3003])), gop=int(rng.integers(1, 60)), size_bytes=int(rng.integers(10**5, 10**9)),
+              mtime_ns=1_700_000_000 * 10**9 + int(rng.integers(0, 10**17)), width=int(rng.choice([320, 640, 1280])),
+              time_base=Fraction(1, int(rng.choice([15360, 30000, 90000]))))
+        for i in range(n)
+    ]  # fmt: skip
+    back = _round_trip(tmp_path / "clips.vidx", metas)
+    _, sections = read_packed(tmp_path / "clips.vidx")
+    assert sections["tables"].size == 0 and sections["remote"].size == 0 and sections["etags"].size == 0
+    assert sections["paths"].nbytes == 4 * n  # "clips/c00" and ".mp4" are shared: 4 digits per video
+    # size 4, mtime 8, frames etc.: a record of at most 40 bytes where the old one took 216 (+ 56 remote + 72 tables)
+    assert sections["records"].dtype.itemsize <= 40, sections["records"].dtype
+    assert back.header["relative"] == {"end_pts": True, "key_dts_n": True, "key_dts_value": True}
+
+
+def test_irregular_tables_beside_compact_ones(proto, tmp_path):
+    """Per video, the form its tables take: dense VFR pts, a run with an exception,
+    several runs, irregular keyframes, next to one-run tables in the same file."""
+    rng = np.random.default_rng(1)
+    vfr = np.cumsum(rng.integers(900, 1100, size=500))
+    jitter = 512 * np.arange(300)
+    jitter[[17, 250]] += [3, -5]
+    two_runs = np.concatenate([np.arange(100) * 512, 51200 + np.arange(50) * 1024])
+    kf = np.asarray([0, 7, 19, 40, 41, 200])
+    metas = [
+        _clip(proto, tmp_path / "a.mp4"),
+        dataclasses.replace(proto, pts=vfr, keyframes=kf, key_dts=vfr[kf] - 7, end_pts=int(vfr[-1]) + 1000, path=str(tmp_path / "vfr.mp4")),
+        dataclasses.replace(proto, pts=jitter, keyframes=np.arange(0, 300, 30), key_dts=np.arange(0, 300, 30) * 512 + (np.arange(10) % 3),
+                            end_pts=300 * 512, path=str(tmp_path / "jitter.mp4")),
+        dataclasses.replace(proto, pts=two_runs[::-1].copy(), keyframes=np.asarray([0]), key_dts=np.asarray([5]), end_pts=0,
+                            path=str(tmp_path / "backwards.mp4")),
+        _clip(proto, tmp_path / "b.mp4", n=2, step=-7),
+    ]  # fmt: skip
+    assert metas[1].pts_table.is_dense and metas[2].pts_table.num_exceptions == 2 and metas[3].pts_table.num_runs == 2
+    assert not metas[3].pts_table.monotonic
+    _, sections = read_packed(_round_trip(tmp_path / "mixed.vidx", metas).path)
+    general = sum(int(getattr(m, t).arrays()[k].size) for m in metas for t in ("pts_table", "keyframe_table", "key_dts_table")
+                  for k in ("run_start", "exc_frame", "dense")  # fmt: skip
+                  if getattr(m, t).num_runs != 1 or getattr(m, t).num_exceptions)
+    assert sections["tables"].size > general  # the irregular ones are stored as parts
+
+
+def test_fractional_runs_compact_and_general(proto, tmp_path):
+    """A single fractional run (29.97 fps in a 1 ms time base) is held in the record;
+    several runs, or one with an exception, keep their parts; both come back equal."""
+    one = _ms_pts(3000, 1001, 30, 7)
+    kf = _ms_pts(400, 25, 2)[:240]  # GOPs of 12 and 13 frames, alternating: a fractional keyframe stride
+    mixed = np.concatenate([_ms_pts(2000, 1001, 24), 10**6 + np.arange(2000) * 40])
+    jittered = _ms_pts(5000, 1001, 30)
+    jittered[70] += 4
+    metas = [
+        dataclasses.replace(proto, pts=p, keyframes=k, key_dts=k * 33, time_base=Fraction(1, 1000), end_pts=int(p[-1]) + 33,
+                            path=str(tmp_path / f"v{i}.mkv"))
+        for i, (p, k) in enumerate([(one, kf), (mixed, np.arange(0, 4000, 12)), (jittered, kf[:100]), (_ms_pts(9, 1001, 30), kf[:1])])
+    ]  # fmt: skip
+    assert [m.pts_table.num_fractional_runs for m in metas[:3]] == [1, 1, 1] and metas[0].keyframe_table.num_fractional_runs == 1
+    back = _round_trip(tmp_path / "ntsc.vidx", metas)
+    assert back[0].pts_table.nbytes == 48 and back[0].pts_table.num_runs == 1
+    for m, got in zip(metas, back):
+        x = np.concatenate([m.pts, m.pts + 1, m.pts - 1])
+        for side in ("left", "right"):
+            assert np.array_equal(got.searchsorted_pts(x, side), np.searchsorted(m.pts, x, side=side))
+
+
+def test_one_frame_videos(proto, tmp_path):
+    metas = [
+        dataclasses.replace(proto, pts=[5], keyframes=[0], key_dts=[5], end_pts=6, path=str(tmp_path / "one.mp4")),
+        dataclasses.replace(proto, pts=[-9], keyframes=[0], key_dts=[-10], end_pts=-9, path=str(tmp_path / "two.mp4")),
+    ]
+    back = _round_trip(tmp_path / "one.vidx", metas)
+    assert [m.num_frames for m in back] == [1, 1]
+
+
+def test_values_near_the_int64_limits(proto, tmp_path):
+    """Sizes, times, pts, steps and end pts at the edges of int64: the columns widen to
+    8 bytes, and a relative column whose differences would not fit 64 bits is stored
+    absolute."""
+    big, lo = 2**63 - 1, -(2**63)
+    pts = 2**62 + np.arange(1000, dtype=np.int64) * 2**40
+    kf = np.arange(0, 1000, 250)
+    metas = [
+        dataclasses.replace(proto, pts=pts, keyframes=kf, key_dts=lo + 1 + np.arange(4) * 2**50, end_pts=big, size_bytes=big,
+                            mtime_ns=lo, time_base=Fraction(1, 2**62), path=str(tmp_path / "big.mp4")),
+        dataclasses.replace(proto, pts=[big], keyframes=[0], key_dts=[big], end_pts=lo, size_bytes=0, mtime_ns=big,
+                            path=str(tmp_path / "edge.mp4")),
+        dataclasses.replace(proto, pts=[lo], keyframes=[0], key_dts=[big], end_pts=big, path=str(tmp_path / "low.mp4")),
+        _clip(proto, tmp_path / "plain.mp4"),
+    ]  # fmt: skip
+    back = _round_trip(tmp_path / "edges.vidx", metas)
+    assert back.header["relative"]["end_pts"] is False and back.header["relative"]["key_dts_value"] is False
+    assert back[1].end_pts == lo and back[2].end_pts == big and back[0].size_bytes == big
+
+
+def test_urls_etags_and_extents(proto, tmp_path):
+    """ETags and extents are stored for the videos that have them (remote records for
+    those only): a URL with both, a local file with extents, local files with neither."""
+    def ext(k: int) -> ByteExtents:
+        return ByteExtents(size=10**6 + k, header=np.asarray([[0, 40], [900, 1000 + k]]), gop_start=np.arange(k) * 1000 + 1000,
+                           gop_end=np.arange(k) * 1000 + 2100, stream_start=1000)  # fmt: skip
+
+    metas = [
+        _clip(proto, tmp_path / "local.mp4"),
+        _clip(proto, "s3://bucket/clips/a.mp4", etag='"9b2cf535f27731c974343645a3985328"'),
+        _clip(proto, tmp_path / "with-extents.mp4"),
+        _clip(proto, "https://example.com/v/ü.mp4?sig=1", etag="W/\"é\""),
+        _clip(proto, tmp_path / "plain.mp4"),
+    ]
+    back = _round_trip(tmp_path / "remote.vidx", metas, extents={1: ext(10), 2: ext(3), 3: ext(0)})
+    assert [m.etag for m in back] == ["", metas[1].etag, "", metas[3].etag, ""]
+    _, sections = read_packed(back.path)
+    assert sections["remote"].shape == (3,)  # videos 1, 2, 3; none for the two plain local files
+
+
+def test_unicode_and_outside_paths(proto, tmp_path):
+    """Paths under the folder (unicode, undecodable bytes, nested), outside it, and URLs:
+    each comes back as it was, and the relative ones follow the folder when it moves."""
+    d = tmp_path / "data"
+    outside = tmp_path / "elsewhere" / "vidéo.mp4"
+    paths = [d / "vidéos" / "日本語 clip.mp4", d / os.fsdecode(b"raw\xff.mp4"), d / "a" / "b" / "c.mp4", outside,
+             Path("/") / "abs" / "x.mp4", "s3://b/k/ñ.mp4", d / "vidéos" / "日本語 clip2.mp4"]  # fmt: skip
+    metas = [_clip(proto, p) for p in paths]
+    d.mkdir()
+    _round_trip(d / "set.vidx", metas)
+    moved = tmp_path / "moved"
+    os.rename(d, moved)
+    back = PackedVideos(moved / "set.vidx")
+    want = [str(p).replace(str(d), str(moved)) if str(p).startswith(str(d) + os.sep) else str(p) for p in paths]
+    assert [m.path for m in back] == want
+
+
+def test_format_2_files_load(proto, tmp_path):
+    """A file of the earlier layout (216-byte records, a remote record per video) loads
+    with every field, table, ETag and extent."""
+    x = ByteExtents(size=99, header=np.asarray([[0, 9]]), gop_start=np.asarray([10, 50]), gop_end=np.asarray([60, 99]), stream_start=10)
+    metas = [_clip(proto, tmp_path / "a.mp4"), _clip(proto, "s3://b/c.mp4", etag='"e"'),
+             dataclasses.replace(proto, pts=_ms_pts(3000, 1001, 30), time_base=Fraction(1, 1000), path=str(tmp_path / "n.mkv"))]  # fmt: skip
+    write_legacy(tmp_path / "old.vidx", metas, fmt=2, extra={}, extents={1: x}.get)
+    back = PackedVideos(tmp_path / "old.vidx")
+    for v, m in enumerate(metas):
+        _same_meta(back[v], m)
+        _same_tables(back[v], m)
+        _same_extents(back.extents(v), x if v == 1 else None)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from media import decode_all, make_video
+from packed_legacy import save_legacy
 from vidloader import RemoteReadError, VideoDataset, VideoFile, VideoIndex
 from vidloader.index import expand_paths, probe_file, probe_video
 from vidloader.storage import store_for
@@ -358,16 +359,7 @@ def test_old_indexes_open_and_extents_are_probed_again(s3, generated, tmp_path):
         assert np.array_equal(again.byte_extents(0).gop_end, expected.gop_end)
 
     packed = tmp_path / "old.vidx"
-    ds.save(packed)
-    raw = bytearray(packed.read_bytes())
-    hlen = int(np.frombuffer(bytes(raw[8:16]), "<u8")[0])
-    header = json.loads(bytes(raw[16 : 16 + hlen]))
-    header["format"] = 1
-    for k in ("remote", "etags", "extents"):
-        del header["sections"][k]
-    text = json.dumps(header).encode()
-    raw[16 : 16 + hlen] = text + b" " * (hlen - len(text))
-    packed.write_bytes(bytes(raw))
+    save_legacy(ds, packed, fmt=1)
     old = VideoDataset.load(packed, storage_options=so)
     assert old.videos[0].etag == "" and old.videos[0].num_frames == 48 and old.paths == ds.paths
     for v in range(2):

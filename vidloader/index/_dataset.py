@@ -247,8 +247,12 @@ class VideoDataset:
         """Write the dataset to one packed file (see :meth:`load`; the layout is in
         ``vidloader/index/_packed.py``). Paths under the file's folder are stored
         relative to it, others absolute; URLs as they are. The file is replaced
-        atomically. O(videos + table parts): about 200 bytes per video plus the frame
-        tables, and the byte extents the index holds (16 bytes per keyframe).
+        atomically. O(videos + table parts): per video a record of the numbers
+        that differ between videos (each in the fewest bytes that hold its range; a
+        one-run table, CFR or fractional, is held there), its path without the part
+        every path shares, the parts of its irregular tables (8 bytes per number), and
+        its ETag and the byte extents the index holds (16 bytes per keyframe) where it
+        has them: some 20-60 bytes per CFR clip besides the extents.
 
         ``path`` may be an ``s3://`` URL (``storage_options`` for its store, default
         the dataset's): the file is written locally, then uploaded (one PUT, or a

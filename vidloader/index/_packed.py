@@ -1,25 +1,41 @@
 """The packed dataset file: every video's index in one memory-mapped file.
 
 Layout (little-endian): 8 magic bytes ``b"VIDXPK01"``, the header length (uint64), a
-JSON header, then sections aligned to 64 bytes, each described in the header:
+JSON header, then sections aligned to 64 bytes, each described in the header. Format 3:
 
-- ``offsets`` (int64, videos + 1): the dataset's global frame numbering;
-- ``records`` (one fixed-size structured record per video, :data:`RECORD`): file size,
-  mtime, stream facts, and where the video's three frame tables and path lie;
-- ``tables`` (int64): every :class:`FrameTable`'s parts (:meth:`FrameTable.arrays`),
-  concatenated: per table run_start, run_value, run_step, exc_frame, exc_value, dense,
-  then (format 2, where a step is fractional) run_rem, run_den, run_phase;
-- ``paths`` (uint8): UTF-8 paths, concatenated. A path under the folder holding the
-  packed file is stored relative to that folder (moving the folder with its videos keeps
-  it working); any other path is stored absolute. URLs are stored as they are.
-- ``remote`` (format 2; one :data:`REMOTE` record per video): where the video's ETag
-  (in ``etags``, UTF-8) and byte extents (in ``extents``) lie;
-- ``etags`` (uint8) and ``extents`` (int64: per video its header ranges, then
-  ``gop_start``, then ``gop_end``). A video written without extents has none stored.
+- ``offsets`` (int64, videos + 1): the dataset's global frame numbering (a video's pts
+  table length is the difference of two offsets);
+- ``records`` (one fixed-size record per video): the per-video numbers of
+  :data:`COLUMNS`, each a field of the narrowest unsigned type that holds
+  ``value - base`` for every video (``base``: the column's smallest value, in the
+  header's ``columns``). A column whose value every video shares is stored once, as a
+  ``const`` in the header, and takes no bytes in the record. Three columns are stored
+  relative to another number where the header's ``relative`` says so (``end_pts`` to the
+  last pts, ``key_dts_n`` to ``keyframes_n``, ``key_dts_value`` to ``pts_value``: equal
+  or constant differences in a typical dataset), absolute where a difference would not
+  fit 64 bits. The section is absent where every column is constant;
+- a frame table that is one run without exceptions (integer or fractional step:
+  ``start + floor((k * num + phase) / den)``), or empty, is held in the record
+  (``{table}_value``, ``_step``, ``_rem``, ``_den``, ``_phase``; ``{table}_n``, the
+  length); any other is *general* (a bit of ``flags``) and its parts lie in ``tables``
+  (int64), from the video's ``tables_off``: per general table its counts (runs,
+  exceptions, dense length, fractional parts' length), then run_start, run_value,
+  run_step, exc_frame, exc_value, dense, run_rem, run_den, run_phase;
+- ``paths`` (uint8): each video's path, UTF-8, without the prefix and suffix that every
+  path of its group shares (in the header's ``paths``: the ``relative`` group, paths
+  under the folder holding the packed file, stored relative to it with ``/``, so that
+  moving the folder with its videos keeps them working; the ``absolute`` group, other
+  paths and URLs, as they are). A path ends where the next video's (``path_off``)
+  begins;
+- ``remote`` (one :data:`REMOTE` record per video that has an ETag or stored byte
+  extents; the record's ``remote`` column is its position + 1, 0 for none), ``etags``
+  (uint8) and ``extents`` (int64: per video its header ranges, then ``gop_start``, then
+  ``gop_end``).
 
-Format 1 files (without the last three sections, and 5 numbers per table in a record)
-still load: their videos have no ETag and no stored extents. A record's dtype is the one
-the header describes, so records of either width load.
+Formats 1 and 2 (a :data:`RECORD` of 200-odd bytes per video and 6 int64 descriptors
+per table, or 5 in format 1, every table in ``tables``, full paths; format 2 with a
+:data:`REMOTE` record for every video) still load; format 1 files store no ETag and no
+extents.
 
 The header also holds the distinct codec / pixel format names, the dataset's fingerprint
 and the aggregates a loader needs at start (largest GOP, distinct frame sizes), so that
@@ -47,19 +63,32 @@ from ._extents import ByteExtents
 from ._frame_table import FrameTable
 from ._probe import VideoMetadata
 
-__all__ = ["PackedVideos", "RECORD", "REMOTE", "PACK_MAGIC", "write_packed", "read_packed"]
+__all__ = ["PackedVideos", "COLUMNS", "RECORD", "REMOTE", "PACK_MAGIC", "write_packed", "read_packed"]
 
 PACK_MAGIC = b"VIDXPK01"
-PACK_FORMAT = 2
-_READS_FORMATS = (1, 2)
+PACK_FORMAT = 3
+_READS_FORMATS = (1, 2, 3)
 _ALIGN = 64
 _TABLES = ("pts", "keyframes", "key_dts")
 _PARTS = ("run_start", "run_value", "run_step", "exc_frame", "exc_value", "dense", "run_rem", "run_den", "run_phase")
 _SEEKABLE, _ABSOLUTE = 1, 2
 _MONOTONIC = (4, 8, 16)  # per table
+_GENERAL = (32, 64, 128)  # per table: its parts lie in ``tables`` (format 3)
+_RUN = ("value", "step", "rem", "den", "phase")
 
-# per table: offset into ``tables``, n, runs, exceptions, dense length, fractional parts'
-# length (0, or runs; format 1 records stop after the dense length)
+COLUMNS: tuple[str, ...] = (
+    "size", "mtime_ns", "end_pts", "tb_num", "tb_den", "path_off", "stream_index", "width", "height", "rotation",
+    "codec", "pix_fmt", "indexed_by", "flags", "remote", "tables_off",
+    *(f"{t}_{k}" for t in _TABLES for k in (("n",) if t != "pts" else ()) + _RUN),
+)  # fmt: skip
+"""The per-video numbers of a format 3 record (a constant one is stored in the header)."""
+
+# column -> what it is stored relative to where the header's ``relative`` says so
+_RELATIVE = {"end_pts": "last pts", "key_dts_n": "keyframes_n", "key_dts_value": "pts_value"}
+_UNSIGNED = ("<u1", "<u2", "<u4", "<u8")
+
+# Formats 1 and 2: per table: offset into ``tables``, n, runs, exceptions, dense length,
+# fractional parts' length (0, or runs; format 1 records stop after the dense length)
 RECORD = np.dtype(
     [
         ("size", "<i8"),
@@ -81,7 +110,8 @@ RECORD = np.dtype(
     ]
 )
 
-# per video: its ETag in ``etags``; its extents in ``extents`` (header_n < 0: none stored)
+# per video with an ETag or extents: its ETag in ``etags``; its extents in ``extents``
+# (header_n < 0: none stored)
 REMOTE = np.dtype(
     [
         ("etag_off", "<i8"),
@@ -93,6 +123,11 @@ REMOTE = np.dtype(
         ("size", "<i8"),
     ]
 )
+
+_ZERO = np.zeros(1, dtype=np.int64)
+_ZERO.flags.writeable = False
+_EMPTY = np.zeros(0, dtype=np.int64)
+_EMPTY.flags.writeable = False
 
 
 def _pad(n: int) -> int:
@@ -110,6 +145,45 @@ def _stored_path(path: str, base: str) -> tuple[str, bool]:
     if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
         return path, True
     return rel.replace(os.sep, "/"), False
+
+
+def _column(values: list[int]) -> tuple[dict[str, Any], np.ndarray | None]:
+    """A column's header entry and its stored values: ``{"const": v}`` and None where
+    every value is ``v``; else ``{"base": min}`` and ``value - min`` in the narrowest
+    unsigned type. ``OverflowError`` where the values span 2**64 or more."""
+    lo, hi = min(values), max(values)
+    if lo == hi:
+        return {"const": lo}, None
+    span = hi - lo
+    if span >= 1 << 64:
+        raise OverflowError("values span more than 64 bits")
+    dtype = next(d for d in _UNSIGNED if span < 1 << (8 * np.dtype(d).itemsize))
+    return {"base": lo}, np.asarray([x - lo for x in values], dtype=np.uint64).astype(dtype)
+
+
+def _common_prefix(strings: list[str]) -> str:
+    return os.path.commonprefix(strings) if strings else ""
+
+
+def _last(table: FrameTable) -> int:
+    return int(table.at(len(table) - 1)) if len(table) else 0
+
+
+def _one_run(table: FrameTable) -> tuple[int, int, int, int, int] | None:
+    """(value, step, rem, den, phase) of a table that is one run without exceptions (an
+    empty table: zeros, den 1), or None."""
+    if not len(table):
+        return 0, 0, 0, 1, 0
+    a = table.arrays()
+    if a["run_start"].size != 1 or a["exc_frame"].size or a["dense"].size:
+        return None
+    value, step = int(a["run_value"][0]), int(a["run_step"][0])
+    if not a["run_den"].size:
+        return value, step, 0, 1, 0
+    rem, den, phase = int(a["run_rem"][0]), int(a["run_den"][0]), int(a["run_phase"][0])
+    if rem == 0 and phase == 0:  # not canonical (an integer run keeps no fractional parts): kept as it is
+        return None
+    return value, step, rem, den, phase
 
 
 def write_packed(
@@ -131,64 +205,117 @@ def write_packed(
     def name_id(s: str) -> int:
         return names.setdefault(s, len(names))
 
-    records = np.zeros(n, dtype=RECORD)
-    remote = np.zeros(n, dtype=REMOTE)
+    cols: dict[str, list[int]] = {c: [] for c in COLUMNS}
+    last_pts: list[int] = []
+    stored_paths: list[tuple[str, bool]] = []
+    remote: list[tuple] = []
     etags: list[bytes] = []
     etag_off = 0
     spill = tempfile.TemporaryFile()  # the extents, written as they are read
     ext_len = 0
     counts = np.zeros(n, dtype=np.int64)
     table_len = 0
+    for i, m in enumerate(videos):
+        stored_paths.append(_stored_path(m.path, base))
+        row = {
+            "size": m.size_bytes, "mtime_ns": m.mtime_ns, "end_pts": m.end_pts, "tb_num": m.time_base.numerator,
+            "tb_den": m.time_base.denominator, "stream_index": m.stream_index, "width": m.width, "height": m.height,
+            "rotation": m.rotation, "codec": name_id(m.codec), "pix_fmt": name_id(m.pix_fmt),
+            "indexed_by": name_id(m.indexed_by), "tables_off": table_len,
+        }  # fmt: skip
+        flags = (_SEEKABLE if m.seekable else 0) | (_ABSOLUTE if stored_paths[-1][1] else 0)
+        for t, (name, table) in enumerate(zip(_TABLES, (m.pts_table, m.keyframe_table, m.key_dts_table))):
+            flags |= _MONOTONIC[t] if table.monotonic else 0
+            run = _one_run(table)
+            if run is None:
+                flags |= _GENERAL[t]
+                run = (0, 0, 0, 1, 0)
+                table_len += 4 + sum(int(a.size) for a in table.arrays().values())
+            row.update(zip((f"{name}_{k}" for k in _RUN), run))
+            if t:
+                row[f"{name}_n"] = len(table)
+        row["flags"] = flags
+        last_pts.append(_last(m.pts_table))
+        counts[i] = m.num_frames
+        x = extents(i) if extents is not None else None
+        row["remote"] = 0
+        if m.etag or x is not None:
+            tag = m.etag.encode("utf-8", "surrogateescape")
+            etags.append(tag)
+            e = [etag_off, len(tag), 0, -1, 0, 0, 0]
+            etag_off += len(tag)
+            if x is not None:
+                parts = [np.asarray(a, dtype="<i8").ravel() for a in (x.header, x.gop_start, x.gop_end)]
+                e[2:] = [ext_len, parts[0].size // 2, parts[1].size, x.stream_start, x.size]
+                for part in parts:
+                    spill.write(part.tobytes())
+                    ext_len += part.size
+            remote.append(tuple(e))
+            row["remote"] = len(remote)
+        for c in COLUMNS:
+            if c != "path_off":
+                cols[c].append(int(row[c]))
+
+    # Paths: each group's shared prefix and suffix go to the header, the rest per video.
+    groups: dict[str, list[str]] = {"relative": [p for p, a in stored_paths if not a], "absolute": [p for p, a in stored_paths if a]}
+    affixes: dict[str, list[str]] = {}
+    for g, ps in groups.items():
+        prefix = _common_prefix(ps)
+        suffix = _common_prefix([p[len(prefix) :][::-1] for p in ps])[::-1]
+        affixes[g] = [prefix, suffix]
     blobs: list[bytes] = []
     path_off = 0
-    for i, m in enumerate(videos):
-        stored, absolute = _stored_path(m.path, base)
-        blob = stored.encode("utf-8", "surrogateescape")
+    for p, absolute in stored_paths:
+        prefix, suffix = affixes["absolute" if absolute else "relative"]
+        blob = p[len(prefix) : len(p) - len(suffix)].encode("utf-8", "surrogateescape")
         blobs.append(blob)
-        r = records[i]
-        r["size"], r["mtime_ns"], r["end_pts"] = m.size_bytes, m.mtime_ns, m.end_pts
-        r["tb_num"], r["tb_den"] = m.time_base.numerator, m.time_base.denominator
-        r["path_off"], r["path_len"] = path_off, len(blob)
+        cols["path_off"].append(path_off)
         path_off += len(blob)
-        r["stream_index"], r["width"], r["height"], r["rotation"] = m.stream_index, m.width, m.height, m.rotation
-        r["codec"], r["pix_fmt"], r["indexed_by"] = name_id(m.codec), name_id(m.pix_fmt), name_id(m.indexed_by)
-        flags = (_SEEKABLE if m.seekable else 0) | (_ABSOLUTE if absolute else 0)
-        for t, table in enumerate((m.pts_table, m.keyframe_table, m.key_dts_table)):
-            a = table.arrays()
-            r["tables"][t] = (table_len, len(table), a["run_start"].size, a["exc_frame"].size, a["dense"].size, a["run_den"].size)
-            table_len += sum(int(a[k].size) for k in _PARTS)
-            flags |= _MONOTONIC[t] if table.monotonic else 0
-        r["flags"] = flags
-        counts[i] = m.num_frames
-        e = remote[i]
-        tag = m.etag.encode("utf-8", "surrogateescape")
-        etags.append(tag)
-        e["etag_off"], e["etag_len"] = etag_off, len(tag)
-        etag_off += len(tag)
-        x = extents(i) if extents is not None else None
-        if x is None:
-            e["header_n"] = -1
-        else:
-            parts = [np.asarray(a, dtype="<i8").ravel() for a in (x.header, x.gop_start, x.gop_end)]
-            e["extents_off"], e["header_n"], e["gops_n"] = ext_len, parts[0].size // 2, parts[1].size
-            e["stream_start"], e["size"] = x.stream_start, x.size
-            for part in parts:
-                spill.write(part.tobytes())
-                ext_len += part.size
-    if len(names) > np.iinfo(np.int8).max:
-        raise ValueError(f"too many distinct codec and pixel format names ({len(names)}) for the packed format")
+
+    # Relative columns where every difference fits; then each column's narrowest form.
+    relative: dict[str, bool] = {}
+    to = {"end_pts": last_pts, "key_dts_n": cols["keyframes_n"], "key_dts_value": cols["pts_value"]}
+    specs: dict[str, dict[str, Any]] = {}
+    stored: dict[str, np.ndarray] = {}
+    for c in COLUMNS:
+        values = cols[c]
+        if c in to:
+            diffs = [x - y for x, y in zip(values, to[c])]
+            relative[c] = bool(n) and max(diffs) - min(diffs) < 1 << 64
+            if relative[c]:
+                values = diffs
+        if not values:
+            specs[c] = {"const": 0}
+            continue
+        try:
+            specs[c], arr = _column(values)
+        except OverflowError:
+            raise ValueError(f"column {c!r} of the packed format: values outside the 64-bit range") from None
+        if arr is not None:
+            stored[c] = arr
+    record = np.dtype([(c, a.dtype.str) for c, a in stored.items()])
+    records = np.zeros(n, dtype=record) if stored else None
+    for c, a in stored.items():
+        assert records is not None
+        records[c] = a
+    remote_arr = np.asarray(remote, dtype=REMOTE) if remote else np.zeros(0, dtype=REMOTE)
+
     offsets = np.zeros(n + 1, dtype="<i8")
     np.cumsum(counts, out=offsets[1:])
-    sections = {
-        "offsets": (offsets.dtype.str, [n + 1], offsets.nbytes),
-        "records": (RECORD.descr, [n], records.nbytes),
+    sections: dict[str, tuple[Any, list[int], int]] = {"offsets": (offsets.dtype.str, [n + 1], offsets.nbytes)}
+    if records is not None:
+        sections["records"] = (record.descr, [n], records.nbytes)
+    sections.update({
         "tables": ("<i8", [table_len], 8 * table_len),
         "paths": ("|u1", [path_off], path_off),
-        "remote": (REMOTE.descr, [n], remote.nbytes),
+        "remote": (REMOTE.descr, [len(remote)], remote_arr.nbytes),
         "etags": ("|u1", [etag_off], etag_off),
         "extents": ("<i8", [ext_len], 8 * ext_len),
-    }
-    header: dict[str, Any] = {"format": PACK_FORMAT, "videos": n, "frames": int(offsets[-1]), "names": list(names), **extra}
+    })  # fmt: skip
+    header: dict[str, Any] = {
+        "format": PACK_FORMAT, "videos": n, "frames": int(offsets[-1]), "names": list(names), "columns": specs,
+        "relative": relative, "paths": affixes, **extra,
+    }  # fmt: skip
     # Section offsets depend on the header's length: lay them out after a generous pad.
     layout: dict[str, Any] = {}
     for _ in range(2):  # the second pass sees the first's offsets in the header
@@ -204,21 +331,27 @@ def write_packed(
     try:
         with open(tmp, "wb") as f:
             f.write(PACK_MAGIC + np.uint64(len(head)).tobytes() + head)
-            for name, data in (("offsets", offsets), ("records", records)):
-                f.seek(layout[name]["offset"])
-                f.write(data.tobytes())
+            f.seek(layout["offsets"]["offset"])
+            f.write(offsets.tobytes())
+            if records is not None:
+                f.seek(layout["records"]["offset"])
+                f.write(records.tobytes())
             f.seek(layout["tables"]["offset"])
             for m in videos:
                 for table in (m.pts_table, m.keyframe_table, m.key_dts_table):
-                    a = table.arrays()
+                    if _one_run(table) is not None:
+                        continue
+                    arrs = table.arrays()
+                    sizes = (arrs["run_start"].size, arrs["exc_frame"].size, arrs["dense"].size, arrs["run_den"].size)
+                    f.write(np.asarray(sizes, dtype="<i8").tobytes())
                     for k in _PARTS:
-                        if a[k].size:
-                            f.write(np.asarray(a[k], dtype="<i8").tobytes())
+                        if arrs[k].size:
+                            f.write(np.asarray(arrs[k], dtype="<i8").tobytes())
             f.seek(layout["paths"]["offset"])
             for blob in blobs:
                 f.write(blob)
             f.seek(layout["remote"]["offset"])
-            f.write(remote.tobytes())
+            f.write(remote_arr.tobytes())
             f.seek(layout["etags"]["offset"])
             for tag in etags:
                 f.write(tag)
@@ -271,22 +404,46 @@ def read_packed(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.n
     return header, sections
 
 
+def _run_table(n: int, value: int, step: int, rem: int, den: int, phase: int, monotonic: bool) -> FrameTable:
+    """The table of one run (or an empty one) that a format 3 record holds."""
+    if n == 0:
+        return FrameTable.from_parts_trusted(0, _EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY, monotonic=monotonic)
+    frac = rem != 0 or phase != 0
+    value_, step_, *fr = (np.asarray([x], dtype=np.int64) for x in ((value, step, rem, den, phase) if frac else (value, step)))
+    for a in (value_, step_, *fr):
+        a.flags.writeable = False
+    rr, rd, rp = fr if frac else (_EMPTY, _EMPTY, _EMPTY)
+    return FrameTable.from_parts_trusted(n, _ZERO, value_, step_, _EMPTY, _EMPTY, _EMPTY, monotonic=monotonic,
+                                         run_rem=rr, run_den=rd, run_phase=rp)  # fmt: skip
+
+
 class PackedVideos(Sequence[VideoMetadata]):
     """The videos of a packed file, as a read-only sequence of :class:`VideoMetadata`
     built when accessed: O(log runs) per video, plus the page faults of its record and
     tables. The last ``cache_size`` built are kept (an LRU cache, thread-safe). The
-    frame tables view the shared memory map (no copy)."""
+    frame tables stored in ``tables`` view the shared memory map (no copy); a one-run
+    table held in its record is built as arrays of one value each."""
 
     def __init__(self, path: str | os.PathLike, *, root: str | os.PathLike | None = None, cache_size: int = 1024):
         self.path = os.path.abspath(os.fspath(path))
         self.root = os.path.abspath(os.fspath(root)) if root is not None else os.path.dirname(self.path)
         self.header, sections = read_packed(self.path)
-        self._records, self._tables, self._paths = sections["records"], sections["tables"], sections["paths"]
+        self._format = int(self.header["format"])
+        self._records = sections.get("records")  # format 3: absent where every column is constant
+        self._tables, self._paths = sections["tables"], sections["paths"]
         self.offsets = sections["offsets"]
         self._remote = sections.get("remote")  # format 1: none
         self._etags = sections.get("etags")
         self._extents = sections.get("extents")
         self._names: list[str] = list(self.header["names"])
+        self._n = int(self.offsets.shape[0]) - 1
+        if self._format >= 3:
+            cols = self.header["columns"]
+            self._const: dict[str, int] = {c: int(s["const"]) for c, s in cols.items() if "const" in s}
+            self._fields: tuple[str, ...] = tuple(self._records.dtype.names or ()) if self._records is not None else ()
+            self._bases = tuple(int(cols[c]["base"]) for c in self._fields)
+            self._relative: dict[str, bool] = dict(self.header["relative"])
+            self._affixes: dict[str, list[str]] = self.header["paths"]
         self._cache: OrderedDict[int, VideoMetadata] = OrderedDict()
         self._cache_size = int(cache_size)
         self._lock = threading.Lock()
@@ -298,7 +455,7 @@ class PackedVideos(Sequence[VideoMetadata]):
         self.root, self._cache_size = state["root"], state["cache_size"]
 
     def __len__(self) -> int:
-        return int(self._records.shape[0])
+        return self._n
 
     @overload
     def __getitem__(self, i: int) -> VideoMetadata: ...
@@ -333,14 +490,99 @@ class PackedVideos(Sequence[VideoMetadata]):
 
     def video_path(self, v: int) -> str:
         """Video ``v``'s path, without building its metadata."""
-        r = self._records[v]
-        return self._path(int(r["path_off"]), int(r["path_len"]), bool(int(r["flags"]) & _ABSOLUTE))
+        if self._format < 3:
+            assert self._records is not None  # formats 1 and 2 always have records
+            r = self._records[v]
+            return self._path(int(r["path_off"]), int(r["path_len"]), bool(int(r["flags"]) & _ABSOLUTE))
+        return self._path3(v, self._column(v, "path_off"), self._column(v, "flags"))
 
     def _path(self, off: int, length: int, absolute: bool) -> str:
         s = self._paths[off : off + length].tobytes().decode("utf-8", "surrogateescape")
         return s if absolute else os.path.join(self.root, s.replace("/", os.sep))
 
+    # -- format 3 -------------------------------------------------------------------------
+
+    def _column(self, v: int, name: str) -> int:
+        """One column of video ``v``'s record (format 3)."""
+        c = self._const.get(name)
+        if c is not None:
+            return c
+        assert self._records is not None
+        return int(self._records[v][name]) + self._bases[self._fields.index(name)]
+
+    def _row(self, v: int) -> dict[str, int]:
+        """Every column of video ``v``'s record, the relative ones resolved but end_pts
+        (format 3)."""
+        row = dict(self._const)
+        if self._records is not None:
+            row.update(zip(self._fields, (x + b for x, b in zip(self._records[v].item(), self._bases))))
+        if self._relative.get("key_dts_n"):
+            row["key_dts_n"] += row["keyframes_n"]
+        if self._relative.get("key_dts_value"):
+            row["key_dts_value"] += row["pts_value"]
+        return row
+
+    def _path3(self, v: int, off: int, flags: int) -> str:
+        end = self._column(v + 1, "path_off") if v + 1 < self._n else int(self._paths.shape[0])
+        absolute = bool(flags & _ABSOLUTE)
+        prefix, suffix = self._affixes["absolute" if absolute else "relative"]
+        s = prefix + self._paths[off:end].tobytes().decode("utf-8", "surrogateescape") + suffix
+        return s if absolute else os.path.join(self.root, s.replace("/", os.sep))
+
     def _build(self, v: int) -> VideoMetadata:
+        if self._format < 3:
+            return self._build_v2(v)
+        row = self._row(v)
+        flags = row["flags"]
+        off = row["tables_off"]
+        built = []
+        for t, name in enumerate(_TABLES):
+            n = int(self.offsets[v + 1] - self.offsets[v]) if t == 0 else row[f"{name}_n"]
+            mono = bool(flags & _MONOTONIC[t])
+            if flags & _GENERAL[t]:
+                r, e, d, q = (int(x) for x in self._tables[off : off + 4])
+                parts, off = [], off + 4
+                for size_ in (r, r, r, e, e, d, q, q, q):
+                    parts.append(self._tables[off : off + size_])
+                    off += size_
+                built.append(FrameTable.from_parts_trusted(n, *parts[:6], monotonic=mono, run_rem=parts[6],
+                                                           run_den=parts[7], run_phase=parts[8]))  # fmt: skip
+            else:
+                value, step, rem, den, phase = (row[f"{name}_{k}"] for k in _RUN)
+                built.append(_run_table(n, value, step, rem, den, phase, mono))
+        end_pts = row["end_pts"] + (_last(built[0]) if self._relative.get("end_pts") else 0)
+        return VideoMetadata(
+            path=self._path3(v, row["path_off"], flags),
+            stream_index=row["stream_index"],
+            codec=self._names[row["codec"]],
+            pix_fmt=self._names[row["pix_fmt"]],
+            width=row["width"],
+            height=row["height"],
+            rotation=row["rotation"],
+            time_base=Fraction(row["tb_num"], row["tb_den"]),
+            pts=built[0],
+            keyframes=built[1],
+            key_dts=built[2],
+            end_pts=end_pts,
+            seekable=bool(flags & _SEEKABLE),
+            size_bytes=row["size"],
+            mtime_ns=row["mtime_ns"],
+            indexed_by=self._names[row["indexed_by"]],
+            etag=self._etag(v),
+        )
+
+    def _remote_record(self, v: int) -> np.void | None:
+        if self._remote is None:
+            return None
+        if self._format < 3:
+            return self._remote[v]
+        i = self._column(v, "remote")
+        return self._remote[i - 1] if i else None
+
+    # -- formats 1 and 2 ------------------------------------------------------------------
+
+    def _build_v2(self, v: int) -> VideoMetadata:
+        assert self._records is not None  # formats 1 and 2 always have records
         (size, mtime_ns, end_pts, tb_num, tb_den, path_off, path_len, stream_index, width, height, rotation,
          codec, pix_fmt, indexed_by, flags, tables) = self._records[v].item()  # fmt: skip
         built = []
@@ -374,18 +616,21 @@ class PackedVideos(Sequence[VideoMetadata]):
             etag=self._etag(v),
         )
 
+    # -- remote facts ---------------------------------------------------------------------
+
     def _etag(self, v: int) -> str:
-        if self._remote is None or self._etags is None:
+        r = self._remote_record(v)
+        if r is None or self._etags is None:
             return ""
-        off, n = int(self._remote[v]["etag_off"]), int(self._remote[v]["etag_len"])
+        off, n = int(r["etag_off"]), int(r["etag_len"])
         return self._etags[off : off + n].tobytes().decode("utf-8", "surrogateescape")
 
     def extents(self, v: int) -> ByteExtents | None:
         """Video ``v``'s stored byte extents (arrays viewing the map), or None where the
         file stores none (format 1, or written without them)."""
-        if self._remote is None or self._extents is None:
+        r = self._remote_record(v)
+        if r is None or self._extents is None:
             return None
-        r = self._remote[v]
         off, header_n, gops_n = int(r["extents_off"]), int(r["header_n"]), int(r["gops_n"])
         stream_start, size = int(r["stream_start"]), int(r["size"])
         if header_n < 0:
