@@ -227,8 +227,8 @@ def test_sparse_clips_fetch_only_their_gops(s3, tmp_path):
 
 def test_headers_are_fetched_once_across_runs(s3, clips, tmp_path):
     """A second loader over the same objects takes each file's header from the header
-    cache, all but its smallest range (fetched to check the ETag): it fetches exactly
-    those bytes fewer, and delivers the same batches."""
+    cache: it fetches the header bytes fewer (but for one byte per file whose spans need
+    no request, to check its ETag), and delivers the same batches."""
     server, proxy = s3
     _, urls = clips
     ds = vl.VideoDataset(urls[:3], storage_options=_options(server, proxy))
@@ -239,9 +239,6 @@ def test_headers_are_fetched_once_across_runs(s3, clips, tmp_path):
         runs.append((got, loader.stats(), fetch.header_hits))
     (first, s1, hits1), (second, s2, hits2) = runs
     _same(second, first)
-    saved = 0
-    for v in range(3):
-        sizes = np.diff(ds.byte_extents(v).header, axis=1)[:, 0]
-        saved += int(sizes.sum() - sizes.min())
+    header = sum(int(np.diff(ds.byte_extents(v).header, axis=1).sum()) for v in range(3))
     assert (hits1, hits2) == (0, 3)
-    assert s1.fetch_bytes - s2.fetch_bytes == saved > 0
+    assert s1.fetch_bytes - header <= s2.fetch_bytes <= s1.fetch_bytes - header + 3, (s1.fetch_bytes, s2.fetch_bytes, header)

@@ -10,6 +10,8 @@ before its jobs are submitted, and reports what it started reading.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import os
 import shutil
 import tempfile
@@ -124,9 +126,9 @@ class RemoteFetch:
     Container headers (for MP4: ``moov``, the sample tables, about 10 bytes a frame)
     are kept across epochs and runs in ``headers`` (default: a
     :class:`~vidloader.storage.HeaderCache` of at most 1 GiB under the cache folder,
-    keyed by URL and ETag; None: fetched every time a file is first used). Of a cached
-    header, the smallest range is still fetched, so that every object's identity is
-    checked (``If-Match``) before its bytes are decoded.
+    keyed by URL and ETag; None: fetched every time a file is first used). A cached
+    header reaches the decoders only after a read of the object with ``If-Match`` (its
+    first span, or one byte) succeeded: a replaced object never decodes from it.
     Local paths in the dataset are skipped: the decoder reads them directly.
     """
 
@@ -163,6 +165,7 @@ class RemoteFetch:
         self.headers = headers
         self.header_hits = 0
         self._uncached: dict[int, tuple[HeldBytes, np.ndarray]] = {}  # headers fetched, not yet cached
+        self._validate: dict[int, tuple[list[concurrent.futures.Future], list[bytes]]] = {}  # cached headers, unchecked
 
     def __repr__(self) -> str:
         where = "memory" if self.budget.folder is None else str(self.budget.folder)
@@ -207,12 +210,22 @@ class RemoteFetch:
             held.pin()
             pinned.append(held)
             todo = [piece for a, b in _coalesce(ranges, 0) for piece in held.missing(a, b)]
+            first: concurrent.futures.Future | None = None
             for a, b in _coalesce(todo, self.gap):
                 for x in range(a, b, self.max_request):
                     y = min(b, x + self.max_request)
-                    held.fetch(x, y)
+                    fut = held.fetch(x, y)
+                    if first is None:
+                        first = fut
                     requests += 1
                     nbytes += y - x
+            pending = self._validate.pop(id(held), None)
+            if pending is not None:
+                if first is None:  # nothing else to read: one byte checks the ETag
+                    first = held.store.submit(held.url, 0, 1, etag=held.etag)
+                    requests += 1
+                    nbytes += 1
+                first.add_done_callback(functools.partial(_release_header, *pending))
         self._pins[id(window)] = pinned
         return Fetched(requests, nbytes, time.perf_counter() - t0) + self._reads()
 
@@ -223,15 +236,16 @@ class RemoteFetch:
             return []
         cached = self.headers.get(held.url, held.etag, ranges) if self.headers is not None else None
         if cached is not None:
-            # The smallest range is still fetched: its If-Match checks the object's identity
-            # (a file the header covers whole would otherwise never reach the store), and
-            # opening reads every header range, so a replaced object fails at open.
-            check = int(np.argmin(ranges[:, 1] - ranges[:, 0]))
-            for k, ((a, _b), data) in enumerate(zip(ranges.tolist(), cached)):
-                if k != check:
-                    held.put(a, data)
+            # Released to readers only once a read of the object with If-Match succeeds
+            # (see _validate): a replaced object never decodes from a stale header.
+            futures: list[concurrent.futures.Future] = []
+            for a, b in ranges.tolist():
+                f: concurrent.futures.Future = concurrent.futures.Future()
+                held.expect(int(a), int(b), f)
+                futures.append(f)
+            self._validate[id(held)] = (futures, cached)
             self.header_hits += 1
-            return [(int(ranges[check, 0]), int(ranges[check, 1]))]
+            return []
         if self.headers is not None:
             self._uncached[id(held)] = (held, ranges)
         return [(int(a), int(b)) for a, b in ranges.tolist()]
@@ -271,6 +285,17 @@ class RemoteFetch:
         if self._own_dir is not None:
             self._cleanup()
             self._own_dir = None
+
+
+def _release_header(futures: list[concurrent.futures.Future], parts: list[bytes], check: concurrent.futures.Future) -> None:
+    """Give cached header bytes to their readers once ``check`` (a read of the same object
+    with If-Match) succeeded; else its error."""
+    error = check.exception()
+    for f, data in zip(futures, parts):
+        if error is None:
+            f.set_result(data)
+        else:
+            f.set_exception(error)
 
 
 def default_fetch(dataset: "VideoDataset") -> FetchStage:

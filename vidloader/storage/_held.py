@@ -185,10 +185,15 @@ class HeldBytes:
         """Start fetching ``[start, end)`` (a range :meth:`missing` returned); the bytes are
         held when the read completes."""
         fut = self.store.submit(self.url, start, end, etag=self.etag)
+        self.expect(start, end, fut)
+        return fut
+
+    def expect(self, start: int, end: int, fut: concurrent.futures.Future) -> None:
+        """Hold ``[start, end)`` as in flight until ``fut`` gives its bytes (or its error,
+        which a read of the range then raises)."""
         with self._lock:
             self._pending[(start, end)] = fut
         fut.add_done_callback(functools.partial(self._arrived, start, end))
-        return fut
 
     def _arrived(self, start: int, end: int, fut: concurrent.futures.Future) -> None:
         try:
