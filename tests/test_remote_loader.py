@@ -242,3 +242,28 @@ def test_headers_are_fetched_once_across_runs(s3, clips, tmp_path):
     header = sum(int(np.diff(ds.byte_extents(v).header, axis=1).sum()) for v in range(3))
     assert (hits1, hits2) == (0, 3)
     assert s1.fetch_bytes - header <= s2.fetch_bytes <= s1.fetch_bytes - header + 3, (s1.fetch_bytes, s2.fetch_bytes, header)
+
+
+def _read_in_fork(url: str, q) -> None:
+    try:
+        q.put(store_for(url).get(url, 0, 1000, etag=None))
+    except Exception as e:  # the parent reports it
+        q.put(repr(e))
+
+
+def test_a_forked_process_reads_with_its_own_client(s3, clips):
+    """fsspec clients do not survive a fork: a child of a process that already read an
+    object (DataLoader workers, fork pools) gets its own, and reads the same bytes."""
+    import multiprocessing as mp
+
+    server, proxy = s3
+    local, urls = clips
+    vl.VideoDataset(urls[:1], storage_options=_options(server, proxy))  # registers the options
+    assert store_for(urls[0]).get(urls[0], 0, 1000, etag=None) == open(local[0], "rb").read()[:1000]
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_read_in_fork, args=(urls[0], q))
+    p.start()
+    got = q.get(timeout=60)
+    p.join(timeout=60)
+    assert got == open(local[0], "rb").read()[:1000], got

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import os
 import random
 import threading
 import time
@@ -154,15 +155,17 @@ class ObjectStore:
         self._lock = threading.Lock()
         self._fs: Any = None
         self._sem: asyncio.Semaphore | None = None
+        self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_fs=None, _sem=None, _lock=None, counters=StoreCounters())
+        state.update(_fs=None, _sem=None, _lock=None, _pid=None, counters=StoreCounters())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.scheme!r}, retries={self.retries}, max_concurrency={self.max_concurrency})"
@@ -174,8 +177,9 @@ class ObjectStore:
         """The fsspec filesystem (created on first use; its retries are turned off:
         this store retries itself, so that attempts are bounded and counted once)."""
         with self._lock:
-            if self._fs is None:
-                self._fs = self._make_fs()
+            if self._fs is None or self._pid != os.getpid():
+                # fsspec's clients and event loop do not survive a fork: a child builds its own
+                self._fs, self._sem, self._pid = self._make_fs(), None, os.getpid()
             return self._fs
 
     def _make_fs(self) -> Any:
@@ -287,6 +291,8 @@ class ObjectStore:
                     raise RemoteReadError(url, f"the store answered HTTP {status}: {e}") from None
                 if not (retry or _transient(e)):
                     self._count(t0, None, failed=True)
+                    if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError", "NoRegionError"):
+                        raise RemoteReadError(url, f"cannot sign the request: {e} (set credentials in the environment, a profile, or storage_options)") from None
                     raise
                 if attempt == self.retries:
                     self._count(t0, None, failed=True)
