@@ -54,6 +54,8 @@ def _decode_window(paths: Sequence[CeilingSource], start_fraction: float, thread
     """Decode (and, unless ``size`` is None, convert) front to back until the deadline."""
     import av
 
+    if _SETUP_ERROR:
+        raise _SETUP_ERROR[0]
     while time.time() < t0:
         time.sleep(0.001)
     deadline = t0 + seconds
@@ -83,16 +85,24 @@ def _decode_window(paths: Sequence[CeilingSource], start_fraction: float, thread
     return n
 
 
+_SETUP_ERROR: list[BaseException] = []  # a spawned worker's failed set-up, raised by its first task
+
+
 def _init_spawned(storage_options: Mapping[str, Mapping[str, Any]], first_urls: list[str], ready: Any) -> None:
-    """Before the clock: the storage options, and a client per store (one HEAD request)."""
-    from ..storage import set_storage_options, store_for
+    """Before the clock: the storage options, and a client per store (one HEAD request).
+    A failure is kept for the first task to raise: a pool whose initializer raises
+    starts new workers forever."""
+    try:
+        from ..storage import set_storage_options, store_for
 
-    for prefix, options in storage_options.items():
-        set_storage_options(prefix, options)
-    import av  # noqa: F401
+        for prefix, options in storage_options.items():
+            set_storage_options(prefix, options)
+        import av  # noqa: F401
 
-    for url in first_urls:
-        store_for(url).info(url)
+        for url in first_urls:
+            store_for(url).info(url)
+    except Exception as e:  # noqa: BLE001
+        _SETUP_ERROR.append(e)
     ready.wait()
 
 
@@ -103,7 +113,7 @@ def _spawned_pool(paths: Sequence[CeilingSource], processes: int, storage_option
     first_urls = [next(p.path for p in paths if p.path.startswith(prefix)) for prefix in storage_options]
     pool = ctx.Pool(processes, initializer=_init_spawned, initargs=(dict(storage_options), first_urls, ready))
     try:
-        ready.wait(timeout=300)
+        ready.wait(timeout=120)
     except BaseException:
         pool.terminate()
         raise
