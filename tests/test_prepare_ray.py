@@ -254,3 +254,33 @@ def test_ray_worker_killed_without_retries_fails_the_run(ray_cluster, tmp_path, 
         prepare(sources, out, executor=_KillOnce(2, flag, max_retries=0), **SETTINGS)
     assert os.path.exists(flag) and not os.path.exists(flag + ".retries")
     assert not os.path.exists(out / "a.mp4")
+
+
+@pytest.fixture(scope="module")
+def s3_sources(sources):
+    """The sources uploaded to a local S3 (moto on 127.0.0.1): (prefix URL, storage options)."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from vidloader.bench import LocalS3
+
+    with LocalS3() as server:
+        server.create_bucket("ray-src")
+        server.upload_many((sources / rel, f"s3://ray-src/videos/{rel}") for rel in SOURCES)
+        yield "s3://ray-src/videos/", server.storage_options()
+
+
+@pytest.mark.slow  # starting Ray and its workers takes seconds
+def test_ray_reads_url_sources(ray_cluster, tmp_path, sources, local_result, s3_sources):
+    """Sources in object storage: Ray's workers (processes of their own, which never saw
+    this process's storage options) read them with the options each task carries."""
+    prefix, opts = s3_sources
+    ex = RayExecutor(2)
+    try:
+        res = prepare(prefix, tmp_path, executor=ex, storage_options=opts, **SETTINGS)
+    finally:
+        ex.close()
+    files = res.as_dict()["files"]
+    assert [f["source"] for f in files] == [prefix + rel for rel in SOURCES]
+    for f, rel in zip(files, SOURCES):
+        f["source"] = str(sources / rel)
+    _assert_same_as_local(tmp_path, files, sources, local_result)

@@ -12,6 +12,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
 
+from ._cli_args import storage_options_arg as _storage_options
+
 if TYPE_CHECKING:
     from .index import VideoMetadata
 
@@ -36,17 +38,6 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-def _storage_options(text: str) -> dict:
-    """``--storage-options``: a JSON object (the object store's options)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _register_storage_options(paths: Sequence[str], options: dict | None) -> None:
@@ -127,6 +118,7 @@ def _bench(args) -> int:
         peers=args.peers,
         groups=args.groups,
         remote=remote,
+        storage_options=args.storage_options,
     )
     return 0
 
@@ -270,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("bench", help="compare the classic loader, vidloader's modes and the sequential-decode ceiling")
-    b.add_argument("data", nargs="*", help="videos (files, folders or globs); default: generated sample data")
+    b.add_argument("data", nargs="*", help="videos (files, folders, globs, URLs (s3://, https://) or s3:// globs); default: generated sample data")
+    b.add_argument("--storage-options", type=_storage_options, default=None, metavar="JSON",
+                   help="object store options for URLs (JSON object); the classic loader and the peers open files by "
+                        "path and are skipped on URLs")
     b.add_argument("--full", action="store_true", help="longer timing and extra modes (ablations, sweeps)")
     b.add_argument("--json", default="bench-results.json", help="where to write the raw results (default: %(default)s)")
     b.add_argument("--plot", default=None, help="PNG plot path (default: beside --json)")

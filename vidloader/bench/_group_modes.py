@@ -154,7 +154,7 @@ def _items_mode(name: str, w: Workload, cfg: BenchConfig, sampler, *, batch_size
     return ModeResult(name, w.name, frames / seconds, frames, seconds, st.decode_amplification, True, extra=extra)
 
 
-@register_mode("clips", "clips: UniformClips(frames=8, stride=2), exact uniform over (video, start)", group="groups")
+@register_mode("clips", "clips: UniformClips(frames=8, stride=2), exact uniform over (video, start)", group="groups", urls=True)
 def _clips(w: Workload, cfg: BenchConfig) -> ModeResult:
     from ..sampling import UniformClips
 

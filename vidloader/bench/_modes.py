@@ -63,14 +63,17 @@ class Mode:
     full_only: bool = False
     group: str = "main"  # "peers": run only by ``vidloader bench --peers``; "groups": by ``--groups`` or by name
     needs: str = "videos"  # "scenes": runs only on the generated multi-camera scene workload
+    urls: bool = False  # reads a dataset of URLs (through the loader's fetch stage); others open files by path
 
 
 MODES: dict[str, Mode] = {}
 
 
-def register_mode(name: str, label: str, *, full_only: bool = False, group: str = "main", needs: str = "videos"):
+def register_mode(
+    name: str, label: str, *, full_only: bool = False, group: str = "main", needs: str = "videos", urls: bool = False
+):
     def deco(fn):
-        MODES[name] = Mode(name, label, fn, full_only, group, needs)
+        MODES[name] = Mode(name, label, fn, full_only, group, needs, urls)
         return fn
 
     return deco
@@ -185,12 +188,12 @@ def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, sampler=None, *, a
     )
 
 
-@register_mode("exact", "(b) vidloader exact uniform, same augmentations as (a), no look-ahead")
+@register_mode("exact", "(b) vidloader exact uniform, same augmentations as (a), no look-ahead", urls=True)
 def _exact(w: Workload, cfg: BenchConfig) -> ModeResult:
     return _vidloader_mode("exact", w, cfg, cache_bytes=0)
 
 
-@register_mode("exact-noskip", "(b') exact uniform without non-reference skipping, no look-ahead", full_only=True)
+@register_mode("exact-noskip", "(b') exact uniform without non-reference skipping, no look-ahead", full_only=True, urls=True)
 def _exact_noskip(w: Workload, cfg: BenchConfig) -> ModeResult:
     return _vidloader_mode("exact-noskip", w, cfg, skip_nonref=False, cache_bytes=0)
 
@@ -198,6 +201,7 @@ def _exact_noskip(w: Workload, cfg: BenchConfig) -> ModeResult:
 @register_mode(
     "exact-lookahead",
     "(b+) exact uniform + look-ahead cache (2 GB), decoded to 224x224, augmentations of (a) on it; whole epoch timed",
+    urls=True,
 )
 def _exact_lookahead(w: Workload, cfg: BenchConfig) -> ModeResult:
     return lookahead_run("exact-lookahead", w, cfg, transform=classic_like_transform(cfg.size))
@@ -278,7 +282,7 @@ def _uss() -> int:
         return 0
 
 
-@register_mode("lookahead-sweep", "look-ahead budgets 0.25-4 GB: dry-run A, hit rate, peak bytes (no decoding)", full_only=True)
+@register_mode("lookahead-sweep", "look-ahead budgets 0.25-4 GB: dry-run A, hit rate, peak bytes (no decoding)", full_only=True, urls=True)
 def _lookahead_sweep(w: Workload, cfg: BenchConfig) -> ModeResult:
     from ..loader import VideoLoader
     from ..sampling import UniformFrames
@@ -322,11 +326,11 @@ def _register_relaxed() -> None:
     from ..sampling import ChunkTiles, GopTiles
 
     for c in (4, 8, 16, 32):
-        register_mode(f"chunk-{c}", f"relaxed: ChunkTiles(chunk={c}), rotated tiling", full_only=c != 16)(
+        register_mode(f"chunk-{c}", f"relaxed: ChunkTiles(chunk={c}), rotated tiling", full_only=c != 16, urls=True)(
             lambda w, cfg, c=c: _relaxed_mode(f"chunk-{c}", w, cfg, ChunkTiles(chunk=c, seed=cfg.seed))
         )
     for k in (1, 2, 4):
-        register_mode(f"gop-{k}", f"relaxed: GopTiles(gops={k}), whole GOPs", full_only=k != 1)(
+        register_mode(f"gop-{k}", f"relaxed: GopTiles(gops={k}), whole GOPs", full_only=k != 1, urls=True)(
             lambda w, cfg, k=k: _relaxed_mode(f"gop-{k}", w, cfg, GopTiles(gops=k, seed=cfg.seed))
         )
 
@@ -334,6 +338,6 @@ def _register_relaxed() -> None:
 _register_relaxed()
 
 
-@register_mode("exact-plain", "exact uniform decoded straight to 224x224, no augmentation (like the ceiling)", full_only=True)
+@register_mode("exact-plain", "exact uniform decoded straight to 224x224, no augmentation (like the ceiling)", full_only=True, urls=True)
 def _exact_plain(w: Workload, cfg: BenchConfig) -> ModeResult:
     return _vidloader_mode("exact-plain", w, cfg, augment=False)

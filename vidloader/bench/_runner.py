@@ -9,8 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..index import VideoDataset
-from ._ceiling import measure_ceiling
+from ..index import VideoDataset, expand_paths, url_prefix
+from ..storage import is_url
+from ._ceiling import CeilingSource, measure_ceiling
 from ._data import prepare_bench_data, prepare_long_gop_data
 from ._machine import describe_machine
 from . import _peers  # noqa: F401  (registers the peer modes, group "peers")
@@ -43,6 +44,7 @@ def run_bench(
     peers: bool = False,
     groups: bool = False,
     remote: "RemoteConfig | None" = None,
+    storage_options: dict | None = None,
 ) -> dict:
     """Run the bench; returns the results dict (also written to ``json_path``).
     ``peers``: run the peer comparison (modes of group "peers") instead of the main modes.
@@ -52,7 +54,11 @@ def run_bench(
     be named in ``modes`` too). Modes that need scenes run on a generated 6-camera scene
     set (its own workload, "6-camera scenes"), the others on the video workloads.
     ``remote``: instead, the object-storage comparison at that size (see
-    ``vidloader/bench/_remote.py``), written to ``json_path`` and its log beside it (``.log``)."""
+    ``vidloader/bench/_remote.py``), written to ``json_path`` and its log beside it (``.log``).
+    ``data`` may hold URLs and ``s3://`` globs (``storage_options`` for their store): the
+    dataset is indexed through storage and the loader modes read it through their fetch
+    stage; the sequential ceiling reads it through ``vidloader.storage.open_remote``; modes
+    that open files by path (the classic loader, the peers) are skipped on it, saying so."""
     console = _console()
     for out in (json_path, plot_path):  # before the long run, not after it
         if out:
@@ -97,7 +103,7 @@ def run_bench(
 
     t_start = time.perf_counter()
     if data:
-        wl_paths = {"custom": data}
+        wl_paths = {"custom": expand_paths(data, storage_options=storage_options) if any(map(is_url, data)) else data}
     else:
         bd = prepare_bench_data(log=console.print)
         wl_paths = {"one video": bd.one_video, "200 videos": bd.many_videos}
@@ -121,24 +127,40 @@ def run_bench(
         wl_names = [n for n in names if (MODES[n].needs == "scenes") == (wname in scene_roots)]
         if not wl_names:
             continue
-        console.print(f"\n[bold]workload: {wname}[/bold] ({len(paths)} file(s))")
+        urls = any(map(is_url, paths))
+        skipped = {n: f"{MODES[n].label}: opens files by path, cannot read URLs" for n in wl_names if urls and not MODES[n].urls}
+        wl_names = [n for n in wl_names if n not in skipped]
+        console.print(f"\n[bold]workload: {wname}[/bold] ({len(paths)} file(s){', URLs' if urls else ''})")
         ds: VideoDataset
         if wname in scene_roots:
             from ..index import SceneDataset
 
             ds = SceneDataset(scene_roots[wname], progress=True, num_workers=cfg.workers)
         else:
-            ds = VideoDataset(paths, progress=True, num_workers=cfg.workers)
+            ds = VideoDataset(paths, progress=True, num_workers=cfg.workers, storage_options=storage_options)
         gops = [float(g) for m in ds.videos[:1] for g in [m.gop_sizes().mean()]]
         console.print(f"  {ds.num_videos} videos, {ds.num_frames} frames, {ds.videos[0].width}x{ds.videos[0].height}, mean GOP {gops[0]:.1f}")
-        ceiling = measure_ceiling(paths, seconds=ceiling_seconds, processes=cfg.workers, size=(cfg.size, cfg.size))
+        sources = [CeilingSource(m.path, m.size_bytes, m.etag or None) for m in ds.videos]
+        prefixes = {url_prefix(m.path): dict(storage_options or {}) for m in ds.videos if is_url(m.path)} if urls else None
+        ceiling = measure_ceiling(
+            sources, seconds=ceiling_seconds, processes=cfg.workers, size=(cfg.size, cfg.size), storage_options=prefixes
+        )
+        if urls:
+            console.print(
+                f"  on URLs: {', '.join(wl_names) or 'no mode'} (through the fetch stage), the sequential ceiling (through "
+                f"vidloader.storage.open_remote); skipped: {', '.join(skipped) or 'none'}"
+            )
+            for n, why in skipped.items():
+                console.print(f"  skipped {n}: {why}", markup=False)
         console.print(
-            f"  (c) sequential ceiling: {ceiling.frames_per_second:.1f} frames/s ({ceiling.best}); "
+            f"  (c) sequential ceiling{' over storage' if urls else ''}: {ceiling.frames_per_second:.1f} frames/s ({ceiling.best}); "
             + ", ".join(f"{k}: {v:.1f}" for k, v in ceiling.ways.items())
             + f"; decode only: {ceiling.decode_only_fps:.1f}"
         )
         w = Workload(wname, paths, ds, ceiling.frames_per_second, ceiling.decode_only_fps)
         entry: dict[str, Any] = {"files": len(paths), "frames": ds.num_frames, "ceiling": asdict(ceiling), "modes": {}}
+        if urls:
+            entry.update(urls=True, modes_on_urls=list(wl_names), skipped=skipped)
         one = results["workloads"].get("one video", {}).get("modes", {}).get("classic")
         if one:
             entry["classic_one_video_ips"] = one["images_per_second"]

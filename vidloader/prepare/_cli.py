@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .._cli_args import STORAGE_OPTIONS_HELP, storage_options_arg
+
 __all__ = ["add_parsers"]
 
 
@@ -32,7 +34,8 @@ def _removed_size(text: str) -> tuple[int, int]:
 
 
 def _common(p: argparse.ArgumentParser, *, short_side_default: int) -> None:
-    p.add_argument("src", help="a video file, a folder (searched recursively) or a glob")
+    p.add_argument("src", help="a video file, a folder (searched recursively) or a glob; or a URL (s3://, https://), "
+                   "an s3:// prefix ending in / or an s3:// glob (outputs stay local)")
     p.add_argument("dst", help="output folder (same relative paths), or an output file for a single input file")
     g = p.add_argument_group("encoding")
     g.add_argument("--gop", type=int, default=8, help="keyframe every N frames, closed GOP (default: %(default)s)")
@@ -53,6 +56,7 @@ def _common(p: argparse.ArgumentParser, *, short_side_default: int) -> None:
     r.add_argument("--jobs", type=int, default=None, help="processes (or Ray CPUs) (default: all cores)")
     r.add_argument("--executor", choices=("local", "ray"), default="local", help="local process pool or Ray (default: %(default)s)")
     r.add_argument("--segment-frames", type=int, default=None, help="cut long files at keyframes into segments of at least N frames")
+    r.add_argument("--storage-options", type=storage_options_arg, default=None, metavar="JSON", help=STORAGE_OPTIONS_HELP)
     r.add_argument("--db", default=None, help="SQLite index file (default: the user cache)")
     r.add_argument("--skip-errors", action="store_true", help="report bad files and go on (exit status 1)")
     r.add_argument("--json", default=None, help="write the per-file summary as JSON")
@@ -67,7 +71,7 @@ def _kwargs(args) -> dict:
         gop=args.gop, bframes=args.bframes, short_side=args.short_side or None, size_hw=args.size_hw, codec=args.codec,
         crf=args.crf, preset=args.preset, options=options, jobs=args.jobs, executor=args.executor,
         segment_frames=args.segment_frames, index="default" if args.db is None else args.db,
-        progress=not args.quiet, on_error="skip" if args.skip_errors else "raise",
+        progress=not args.quiet, on_error="skip" if args.skip_errors else "raise", storage_options=args.storage_options,
     )
 
 

@@ -7,6 +7,11 @@ into segments (see :mod:`._segments`), each decoded exactly and encoded by a
 separate process; the encoded segments are joined in order into one file, which
 is verified against the source index (frame count, pts, GOP length, size) and
 only then renamed into place.
+
+Sources may be URLs (``s3://``, ``https://``; read through the storage layer, with
+``storage_options``); outputs are local files. Tasks on URLs carry the storage
+options to their workers, and the local executor spawns its processes for them
+(a storage client does not survive a fork).
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import posixpath
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 from .._errors import VideoError
-from ..index import VideoIndex, VideoMetadata, expand_paths, probe_video
+from ..index import VideoIndex, VideoMetadata, expand_paths, probe_video, url_prefix
+from ..storage import is_url, set_storage_options, store_for
 from ._executors import Executor, make_executor
 from ._segments import Segment, expected_amplification, plan_segments
 from ._transcode import (
@@ -130,6 +137,10 @@ def _ratio(a: int, b: int) -> str:
 
 
 def _source_root(src: str) -> str:
+    if is_url(src):
+        if any(ch in src for ch in "*?["):
+            return src[: src.rfind("/", 0, min(src.index(ch) for ch in "*?[" if ch in src)) + 1]
+        return src if src.endswith("/") else posixpath.dirname(src) + "/"
     if any(ch in src for ch in "*?["):
         parts = src.split(os.sep)
         keep = []
@@ -143,22 +154,29 @@ def _source_root(src: str) -> str:
     return os.path.dirname(src) or "."
 
 
-def output_paths(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[str, str]]:
-    """(source, output) pairs: every video of ``src`` (a file, directory or glob) mapped to
-    the same relative path under ``dst``, with ``.mp4`` unless its container holds H.264
-    and HEVC (.mp4, .mov, .mkv kept). A single file with a ``dst`` that has a video
-    extension is written to ``dst`` itself."""
+def output_paths(
+    src: str | os.PathLike, dst: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None
+) -> list[tuple[str, str]]:
+    """(source, output) pairs: every video of ``src`` (a file, directory or glob; or a URL,
+    an ``s3://`` prefix ending in ``/`` or an ``s3://`` glob, listed with
+    ``storage_options``) mapped to the same relative path under ``dst`` (local), with
+    ``.mp4`` unless its container holds H.264 and HEVC (.mp4, .mov, .mkv kept). A single
+    file with a ``dst`` that has a video extension is written to ``dst`` itself."""
     src, dst = os.fspath(src), os.fspath(dst)
-    files = expand_paths(src)
-    single = len(files) == 1 and not os.path.isdir(src) and not any(ch in src for ch in "*?[")
+    remote = is_url(src)
+    files = expand_paths(src, storage_options=storage_options)
+    single = len(files) == 1 and not (src.endswith("/") if remote else os.path.isdir(src)) and not any(ch in src for ch in "*?[")
     if single and os.path.splitext(dst)[1] and not os.path.isdir(dst):
         ext, _ = output_format(dst)
-        return [(os.path.abspath(files[0]), os.path.abspath(os.path.splitext(dst)[0] + ext))]
-    root = os.path.abspath(_source_root(src))
+        return [(files[0] if remote else os.path.abspath(files[0]), os.path.abspath(os.path.splitext(dst)[0] + ext))]
+    root = _source_root(src) if remote else os.path.abspath(_source_root(src))
     pairs = []
     for f in files:
-        f = os.path.abspath(f)
-        rel = os.path.relpath(f, root)
+        if remote:
+            rel = f[len(root) :] if f.startswith(root) else posixpath.basename(f)
+        else:
+            f = os.path.abspath(f)
+            rel = os.path.relpath(f, root)
         ext, _ = output_format(f)
         pairs.append((f, os.path.abspath(os.path.join(dst, os.path.splitext(rel)[0] + ext))))
     seen: dict[str, str] = {}
@@ -209,7 +227,7 @@ def _check_existing(meta: VideoMetadata, out: str, settings: EncodeSettings, wid
 
 def _run(
     src, dst, settings: EncodeSettings, mapspec: MapSpec | None, *,
-    jobs, executor, segment_frames, index, progress, on_error, log,
+    jobs, executor, segment_frames, index, progress, on_error, log, storage_options=None,
 ) -> PrepareResult:
     t_start = time.perf_counter()
     if on_error not in ("raise", "skip"):
@@ -221,7 +239,14 @@ def _run(
 
             if not torch.cuda.is_available():
                 raise RuntimeError("device='cuda' but CUDA is not available (torch.cuda.is_available() is False)")
-    pairs = output_paths(src, dst)
+    pairs = output_paths(src, dst, storage_options=storage_options)
+    # Storage options by bucket or host: set here, and those in effect carried by every
+    # task to its worker.
+    urls = {url_prefix(s): s for s, _ in pairs if is_url(s)}
+    if storage_options is not None:
+        for prefix in urls:
+            set_storage_options(prefix, storage_options)
+    remote = {prefix: dict(store_for(url).storage_options) for prefix, url in urls.items()}
     jobs = max(1, int(jobs or os.cpu_count() or 1))
     own_store = not isinstance(index, VideoIndex)
     store = index if isinstance(index, VideoIndex) else VideoIndex(None if index == "default" else (index or ":memory:"))
@@ -230,7 +255,9 @@ def _run(
     owned = False
     active: dict[str, _Job] = {}
     try:
-        metas, errors = store.index([s for s, _ in pairs], num_workers=jobs, progress=progress, on_error=on_error)
+        metas, errors = store.index(
+            [s for s, _ in pairs], num_workers=jobs, progress=progress, on_error=on_error, storage_options=storage_options
+        )
         for e in errors:
             log(f"skipped (cannot index): {e}")
         todo: list[_Job] = []
@@ -253,7 +280,8 @@ def _run(
             j.seg_paths = [os.path.join(sdir, f"seg_{g.number:05d}.part") for g in j.segments]
             j.left = len(j.segments)
         if todo:
-            start_method = "spawn" if mapspec is not None and mapspec.device.startswith("cuda") else None
+            cuda = mapspec is not None and mapspec.device.startswith("cuda")
+            start_method = "spawn" if cuda or remote else None
             ex, owned = make_executor(executor, jobs, start_method=start_method)
             from tqdm.auto import tqdm
 
@@ -263,7 +291,10 @@ def _run(
                 j.t0 = time.perf_counter()
                 active[j.meta.path] = j
                 for g, p in zip(j.segments, j.seg_paths):
-                    task = SegmentTask(j.meta, g, p, SEGMENT_FORMAT, j.width, j.height, settings, mapspec)
+                    task = SegmentTask(
+                        j.meta, g, p, SEGMENT_FORMAT, j.width, j.height, settings, mapspec,
+                        storage_options=remote if is_url(j.meta.path) else None,
+                    )
                     handles[ex.submit(run_segment, task)] = (j, g)
             # After the submits: the pool's processes are forked before the bar's thread starts.
             bar = tqdm(total=total, desc="prepare" if mapspec is None else "map", unit="frame", disable=not progress, leave=False)
@@ -367,6 +398,7 @@ def prepare(
     progress: bool = True,
     on_error: Literal["raise", "skip"] = "raise",
     log: Callable[[str], None] = print,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> PrepareResult:
     """Transcode every video of ``src`` (a file, directory or glob) into ``dst`` under the
     same relative paths, with closed GOPs of ``gop`` frames, ``bframes`` B-frames, scaled
@@ -384,6 +416,12 @@ def prepare(
     all cores) work on segments of ``segment_frames`` frames or more (cut at source
     keyframes; default: sized from the workload). ``executor="ray"`` runs the tasks on
     Ray. Errors name the file; ``on_error="skip"`` logs them and goes on.
+
+    ``src`` may be a URL, an ``s3://`` prefix ending in ``/`` or an ``s3://`` glob: the
+    sources are indexed and decoded through the storage layer with ``storage_options``
+    (``None``: those already set in this process, else the library's defaults), the
+    outputs written under the local ``dst``. Every task carries the options in effect to
+    its worker; the local executor spawns its processes (a map function must be importable, as with CUDA).
     """
     check_removed_size(size)
     settings = EncodeSettings(
@@ -391,7 +429,7 @@ def prepare(
         short_side=short_side or None, options=dict(options or {}),
     )
     return _run(src, dst, settings, None, jobs=jobs, executor=executor, segment_frames=segment_frames,
-                index=index, progress=progress, on_error=on_error, log=log)
+                index=index, progress=progress, on_error=on_error, log=log, storage_options=storage_options)
 
 
 def map_videos(
@@ -418,6 +456,7 @@ def map_videos(
     progress: bool = True,
     on_error: Literal["raise", "skip"] = "raise",
     log: Callable[[str], None] = print,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> PrepareResult:
     """Like :func:`prepare`, applying ``fn`` to the frames before encoding.
 
@@ -438,4 +477,4 @@ def map_videos(
         raise ValueError(f"device={str(device)!r} needs batch=True (per-frame functions get numpy arrays on the CPU)")
     spec = MapSpec(fn=fn, batch=batch, batch_size=batch_size, device=str(device))
     return _run(src, dst, settings, spec, jobs=jobs, executor=executor, segment_frames=segment_frames,
-                index=index, progress=progress, on_error=on_error, log=log)
+                index=index, progress=progress, on_error=on_error, log=log, storage_options=storage_options)

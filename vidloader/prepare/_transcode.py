@@ -25,6 +25,7 @@ import numpy as np
 from .._errors import DecodeError, VideoError
 from ..decoding import DecodeCounters, frame_to_array
 from ..index import VideoMetadata
+from ..storage import set_storage_options
 from ._segments import Segment, decode_segment
 
 if TYPE_CHECKING:
@@ -201,6 +202,9 @@ class SegmentTask:
     height: int
     settings: EncodeSettings
     mapspec: MapSpec | None = None
+    # A URL source: storage options by URL prefix, set in the worker before reading (a
+    # worker process does not inherit them: spawned, or on another machine).
+    storage_options: dict[str, dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -421,6 +425,8 @@ def run_segment(task: SegmentTask) -> SegmentOutcome:
     meta, seg = task.meta, task.segment
     t0 = time.perf_counter()
     counters = DecodeCounters()
+    for prefix, options in (task.storage_options or {}).items():
+        set_storage_options(prefix, options)
     # The segments folder is made by the caller (not here: a file dropped after an error
     # must not get it back from a task still running). A killed attempt's temporary file
     # goes with that folder.
