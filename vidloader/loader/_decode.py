@@ -6,12 +6,19 @@ output rows; the frames the plan keeps for later windows go into the look-ahead
 cache. PyAV releases the GIL while decoding and scaling, so threads use the cores
 without copying frames between processes (2 threads decode 1080p H.264 at 1.85x one
 thread on 2 cores; docs/design.md).
+
+Jobs submitted with a ``stop`` event end soon after it is set (at their next frame or
+read of remote bytes, raising :class:`JobStopped`): an interrupted pass sets its event,
+so that no thread, and no exit of the interpreter, waits for work nobody will use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -24,9 +31,14 @@ from .._types import Size, frame_key
 from ..decoding import Backend, DecodeCounters, ReaderPoolProtocol, put_frame
 from ..index import VideoMetadata
 from ..planning import JobSpec, WindowPlan
+from ..storage import stop_reads
 from ._frame_cache import FrameCache
 
-__all__ = ["DecodeStage", "JobResult", "default_workers"]
+__all__ = ["DecodeStage", "JobResult", "JobStopped", "default_workers"]
+
+
+class JobStopped(Exception):
+    """A decode job ended early because its ``stop`` event was set (its pass was interrupted)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +86,7 @@ class DecodeStage:
             metas, max_open=max_open_files, skip_nonref=skip_nonref, continuation=cursors is not None, max_cursors=cursors or 64
         )
         self._pool: ThreadPoolExecutor | None = None
+        self._stops: weakref.WeakSet[threading.Event] = weakref.WeakSet()  # stop events of submitted jobs
 
     @property
     def pool(self) -> ThreadPoolExecutor | None:
@@ -84,24 +97,39 @@ class DecodeStage:
             self._pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="vidloader-decode")
         return self._pool
 
-    def submit(self, window: WindowPlan, out: torch.Tensor, cache: FrameCache | None) -> list[Future[JobResult]]:
+    def submit(
+        self, window: WindowPlan, out: torch.Tensor, cache: FrameCache | None, stop: threading.Event | None = None
+    ) -> list[Future[JobResult]]:
         """Start the window's jobs, in the plan's order (a first-in, first-out pool starts
         them in that order: ordered jobs wait for their video's earlier ones, so queued
-        ahead of those they could hold a thread that they need)."""
+        ahead of those they could hold a thread that they need). ``stop``: once set, the
+        jobs end early (:meth:`run`)."""
         if window.ordered:
             self.readers.expect([s.job for s in window.jobs])
+        if stop is not None:
+            self._stops.add(stop)
         pool = self.pool
         futures: list[Future[JobResult]] = []
         for spec in window.jobs:
             if pool is not None:
-                futures.append(pool.submit(self.run, spec, out, cache))
+                futures.append(pool.submit(self.run, spec, out, cache, stop))
             else:
-                futures.append(done(self.run(spec, out, cache)))
+                futures.append(done(self.run(spec, out, cache, stop)))
         return futures
 
-    def run(self, spec: JobSpec, out: torch.Tensor, cache: FrameCache | None = None) -> JobResult:
+    def stop_all(self) -> None:
+        """Set the stop event of every job submitted so far, and drop the announced jobs
+        that never started (the loader is interrupted)."""
+        for stop in list(self._stops):
+            stop.set()
+        self.readers.forget()
+
+    def run(self, spec: JobSpec, out: torch.Tensor, cache: FrameCache | None = None, stop: threading.Event | None = None) -> JobResult:
         """Decode one job into its rows of ``out``, and put the frames it keeps into
-        ``cache`` (or, if they were not produced, the error, for their later requests)."""
+        ``cache`` (or, if they were not produced, the error, for their later requests).
+        Once ``stop`` is set, raises :class:`JobStopped` (or
+        :class:`~vidloader.storage.ReadStopped`) at the job's next frame or remote read,
+        leaving its rows and cache entries unwritten: for a pass nobody consumes."""
         t0 = time.perf_counter()
         job, slots, store = spec.job, spec.rows, spec.keep
         counters = DecodeCounters()
@@ -110,6 +138,8 @@ class DecodeStage:
         done_frames: set[int] = set()
 
         def emit(i: int, arr: np.ndarray) -> None:
+            if stop is not None and stop.is_set():
+                raise JobStopped(f"{meta.path}: stopped at frame {i}")
             t = put_frame(out, slots.get(i, ()), arr)
             if store and i in store and cache is not None:
                 cache.put(frame_key(job.video, i), t, store[i])
@@ -117,9 +147,10 @@ class DecodeStage:
 
         err: VideoError | None = None
         try:
-            self.readers.decode_arrays(
-                job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation, timeout=self.timeout
-            )
+            with stop_reads(stop) if stop is not None else contextlib.nullcontext():
+                self.readers.decode_arrays(
+                    job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation, timeout=self.timeout
+                )
         except VideoError as e:
             err = e
         failed = [r for i, rows in slots.items() if i not in done_frames for r in rows]

@@ -8,6 +8,9 @@ transform (``_deliver``). docs/design.md draws the stages and their contracts.
 
 from __future__ import annotations
 
+import atexit
+import threading
+import weakref
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -33,6 +36,23 @@ from ._stats import LoaderStats
 from ._windows import PlannerThread, dry_run
 
 __all__ = ["VideoLoader"]
+
+_LIVE: "weakref.WeakSet[VideoLoader]" = weakref.WeakSet()
+
+
+def _stop_at_exit() -> None:
+    """At interpreter exit, before the executors' threads are joined: cancel queued jobs
+    and stop running ones, so that exit (after Ctrl-C too) does not wait for decoding."""
+    for loader in list(_LIVE):
+        try:
+            loader._interrupt()
+        except Exception:
+            pass
+
+
+# Runs before concurrent.futures joins its threads at exit (registered later, called first);
+# atexit would run only after that join.
+getattr(threading, "_register_atexit", atexit.register)(_stop_at_exit)
 
 
 class VideoLoader:
@@ -172,6 +192,7 @@ class VideoLoader:
         self._epochs = EpochGuard(repeat=bool(repeat_epochs))  # warns when an epoch repeats
         # batches delivered this epoch (None: unknown, a sampler restored on its own)
         self._batches: int | None = None if self.sampler.restored else 0
+        _LIVE.add(self)
 
     # -- public -------------------------------------------------------------------------
 
@@ -244,10 +265,19 @@ class VideoLoader:
         self._planner.shutdown(wait=True)
         self._fetch.close()
 
+    def _interrupt(self) -> None:
+        """Cancel queued jobs and stop running ones at their next frame or read, without
+        waiting for them."""
+        self._decode.stop_all()
+        self._decode.shutdown_nowait()
+        self._planner.shutdown(wait=False)
+
     def __enter__(self) -> "VideoLoader":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            self._decode.stop_all()  # close() then waits only for jobs to reach their next frame or read
         self.close()
 
     def __del__(self) -> None:

@@ -11,7 +11,8 @@ is replaced by the next request of the order, and only the epoch's last batch ca
 short. Every row knows its position in the share, so a delivered batch moves the
 consumed position to just after its last row. With ``even`` (even_batches), requests
 wrapped around from the share's start (positions >= n) are read only when skips leave
-the epoch short, never ahead.
+the epoch short, never ahead. An interrupted pass (``KeyboardInterrupt``, ``SystemExit``)
+cancels its queued jobs and stops its running ones at their next frame or read.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class EpochPass:
         self.recorder = recorder
         self.on_batch = on_batch
         self._fetched = Fetched()  # fetched since the last window was recorded
+        self._stop = threading.Event()  # set when the pass is interrupted: its jobs end early
         self._error: VideoError | None = None  # on_error="raise": the first bad item's error, not raised yet
 
     def _submit(self, ids: RequestStream, inflight: deque[Window], limit: int | None, n: int | None = None) -> bool:
@@ -172,7 +174,7 @@ class EpochPass:
         out = torch.empty((plan.num_rows, 3, h, w), dtype=torch.uint8, pin_memory=self.shape.pin_memory)
         failed = np.zeros(plan.num_rows, dtype=bool)
         failed[plan.dead_rows] = True
-        inflight.append(Window(plan, out, self.decode.submit(plan, out, self.cache), failed))
+        inflight.append(Window(plan, out, self.decode.submit(plan, out, self.cache, self._stop), failed))
         return True
 
     def _finish(self, window: Window) -> np.ndarray:
@@ -265,6 +267,9 @@ class EpochPass:
                     self.on_batch(consumed, batch_no)
                 yield batch
                 t_start = time.perf_counter()
+        except (KeyboardInterrupt, SystemExit):
+            self._stop.set()  # no thread, nor the interpreter's exit, waits for jobs nobody will use
+            raise
         finally:
             for p in inflight:
                 for f in p.futures:

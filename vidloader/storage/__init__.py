@@ -2,7 +2,8 @@
 
 - :class:`ObjectStore`: exact ranged reads with ``If-Match``, bounded retries, counters.
 - :class:`HeldBytes` / :class:`RemoteFile`: the ranges of one object held on this
-  machine, and the file FFmpeg reads them through.
+  machine, and the file FFmpeg reads them through; :func:`stop_reads` lets a thread's
+  reads give up waiting (:class:`ReadStopped`) once an event is set.
 - :func:`open_remote`: the file for a URL; the fetch stage registers the objects it
   fetches ahead (:func:`register_held`), so that readers find their bytes there.
   :func:`register_opener` replaces it for one URL by another file (benchmarks compare
@@ -18,7 +19,7 @@ from collections import OrderedDict
 from typing import IO, Callable
 
 from ._headers import HeaderCache
-from ._held import ByteBudget, HeldBytes, HeldCounters, RemoteFile
+from ._held import ByteBudget, HeldBytes, HeldCounters, ReadStopped, RemoteFile, stop_reads
 from ._objects import ObjectInfo, ObjectStore, StoreCounters, is_url, set_storage_options, split_url, store_for
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "HeldCounters",
     "ObjectInfo",
     "ObjectStore",
+    "ReadStopped",
     "RemoteFile",
     "StoreCounters",
     "is_url",
@@ -36,6 +38,7 @@ __all__ = [
     "register_opener",
     "set_storage_options",
     "split_url",
+    "stop_reads",
     "store_for",
     "unregister_held",
 ]

@@ -5,13 +5,15 @@
 Ranges still in flight are held as futures; a read of them waits. :class:`RemoteFile` is
 a read-only, seekable file over it, for FFmpeg: a read outside every held and pending
 range is fetched on demand (``read_ahead`` bytes at least) and counted as a miss.
-Every byte comes from a read that carried the indexed ETag.
+Every byte comes from a read that carried the indexed ETag. A thread inside
+:func:`stop_reads` stops waiting for bytes once its event is set (:class:`ReadStopped`).
 """
 
 from __future__ import annotations
 
 import bisect
 import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import io
@@ -21,11 +23,59 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ._objects import ObjectStore
 
-__all__ = ["ByteBudget", "HeldBytes", "HeldCounters", "RemoteFile"]
+__all__ = ["ByteBudget", "HeldBytes", "HeldCounters", "ReadStopped", "RemoteFile", "stop_reads"]
+
+#: how often a read waiting for bytes in :func:`stop_reads` checks its stop event
+STOP_CHECK_SECONDS = 0.05
+
+_local = threading.local()
+
+
+class ReadStopped(Exception):
+    """A read of held bytes gave up because its thread's :func:`stop_reads` event was set."""
+
+
+@contextlib.contextmanager
+def stop_reads(stop: threading.Event) -> Iterator[None]:
+    """Reads of held bytes made in this thread inside the block raise :class:`ReadStopped`
+    once ``stop`` is set, also while they wait for bytes in flight (checked every
+    :data:`STOP_CHECK_SECONDS`); a read fetched on demand is then cancelled. Outside such a
+    block, reads wait until their bytes arrive."""
+    outer = getattr(_local, "stop", None)
+    _local.stop = stop
+    try:
+        yield
+    finally:
+        _local.stop = outer
+
+
+def _result(fut: concurrent.futures.Future, url: str, *, cancel: bool = False) -> Any:
+    """``fut.result()``, unless this thread's :func:`stop_reads` event is set first."""
+    stop: threading.Event | None = getattr(_local, "stop", None)
+    if stop is None:
+        return fut.result()
+    while not fut.done():
+        if stop.is_set():
+            if cancel:
+                fut.cancel()
+            raise ReadStopped(f"{url}: read stopped")
+        concurrent.futures.wait((fut,), timeout=STOP_CHECK_SECONDS)
+    return fut.result()
+
+
+def _stopping() -> bool:
+    """This thread's :func:`stop_reads` event is set."""
+    stop: threading.Event | None = getattr(_local, "stop", None)
+    return stop is not None and stop.is_set()
+
+
+def _check_stop(url: str) -> None:
+    if _stopping():
+        raise ReadStopped(f"{url}: read stopped")
 
 
 @dataclass
@@ -262,6 +312,11 @@ class HeldBytes:
                     pass
 
     def close(self) -> None:
+        """Forget every held byte, and cancel the reads in flight (nobody will read them)."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for fut in pending:
+            fut.cancel()
         if self.budget is not None:
             self.budget.forget(self)
         self.drop()
@@ -274,6 +329,7 @@ class HeldBytes:
         fetching ``max(n, read_ahead)`` bytes on demand (a miss)."""
         if pos >= self.size or n <= 0:
             return b""
+        _check_stop(self.url)
         n = min(n, self.size - pos)
         while True:
             with self._lock:
@@ -285,7 +341,7 @@ class HeldBytes:
                 fut = next((f for (s, e), f in self._pending.items() if s <= pos < e), None)
             if fut is not None:
                 t0 = time.perf_counter()
-                data = fut.result()  # raises the read's error
+                data = _result(fut, self.url)  # raises the read's error
                 with self._lock:
                     self.counters.waits += 1
                     self.counters.wait_seconds += time.perf_counter() - t0
@@ -298,7 +354,7 @@ class HeldBytes:
                 nxt = bisect.bisect_right(self._starts, pos)
                 if nxt < len(self._starts):
                     end = min(end, self._starts[nxt])  # a short read: never fetch held bytes again
-            data = self.store.get(self.url, pos, end, etag=self.etag)
+            data = _result(self.store.submit(self.url, pos, end, etag=self.etag), self.url, cancel=True)
             with self._lock:
                 self.counters.misses += 1
                 self.counters.miss_bytes += len(data)
@@ -328,6 +384,7 @@ class RemoteFile(io.RawIOBase):
         self.read_ahead = int(read_ahead)
         self._pos = 0
         self.name = held.url
+        self._stopped = False  # a read raised ReadStopped: later ones of that job read nothing
 
     def readable(self) -> bool:
         return True
@@ -352,8 +409,19 @@ class RemoteFile(io.RawIOBase):
         self._pos = pos
         return pos
 
+    def _read(self, n: int) -> bytes:
+        # FFmpeg may read again after a failed read; only the first raises (PyAV re-raises
+        # it once the call returns, and reports any later one as an exception dropped).
+        if self._stopped and _stopping():
+            return b""
+        try:
+            return self.held.read(self._pos, n, self.read_ahead)
+        except ReadStopped:
+            self._stopped = True
+            raise
+
     def readinto(self, buffer: Any) -> int:
-        data = self.held.read(self._pos, len(buffer), self.read_ahead)
+        data = self._read(len(buffer))
         n = len(data)
         buffer[:n] = data
         self._pos += n
@@ -362,6 +430,6 @@ class RemoteFile(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = self.held.size - self._pos
-        data = self.held.read(self._pos, size, self.read_ahead)
+        data = self._read(size)
         self._pos += len(data)
         return data
