@@ -93,7 +93,7 @@ class HeaderCache:
     def trim(self) -> None:
         """Remove the least recently used entries beyond the limit."""
         try:
-            entries = [(e.stat().st_mtime, e.stat().st_size, e) for e in os.scandir(self.folder) if e.is_file()]
+            entries = [(st.st_mtime, st.st_size, e) for e in os.scandir(self.folder) if e.is_file() for st in [e.stat()]]
         except OSError:
             return
         total = sum(s for _, s, _ in entries)

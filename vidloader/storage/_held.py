@@ -338,17 +338,15 @@ class HeldBytes:
                     if self.budget is not None:
                         self.budget.touch(self)
                     return got
-                fut = next((f for (s, e), f in self._pending.items() if s <= pos < e), None)
-            if fut is not None:
+                hit = next(((s, f) for (s, e), f in self._pending.items() if s <= pos < e), None)
+            if hit is not None:
+                start, fut = hit
                 t0 = time.perf_counter()
                 data = _result(fut, self.url)  # raises the read's error
                 with self._lock:
                     self.counters.waits += 1
                     self.counters.wait_seconds += time.perf_counter() - t0
-                (s, _e) = next(((s, e) for (s, e), f in list(self._pending.items()) if f is fut), (None, None))
-                if s is None:
-                    continue  # arrived and kept meanwhile
-                return data[pos - s : pos - s + n]
+                return data[pos - start : pos - start + n]
             end = min(self.size, pos + max(n, read_ahead))
             with self._lock:
                 nxt = bisect.bisect_right(self._starts, pos)

@@ -81,7 +81,11 @@ class StoreCounters:
 
 
 class _Retry(Exception):
-    """An attempt that may succeed if repeated."""
+    """An attempt that may succeed if repeated; ``status``: the HTTP status, if one."""
+
+    def __init__(self, why: str, status: int | None = None):
+        super().__init__(why)
+        self.status = status
 
 
 def _http_status(e: BaseException) -> int | None:
@@ -325,7 +329,7 @@ class ObjectStore:
         if status in (401, 403):
             raise RemoteReadError(url, f"access denied (HTTP {status}): check the credentials and the bucket's permissions")
         if status >= 500 or status == 429:
-            raise _Retry(status)
+            raise _Retry(f"HTTP {status}", status)
         raise RemoteReadError(url, f"the store answered HTTP {status}")
 
     async def _get(self, url: str, start: int, end: int, etag: str | None) -> bytes:
@@ -335,12 +339,7 @@ class ObjectStore:
             kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
             if etag:
                 kwargs["IfMatch"] = etag
-            try:
-                r = await client.get_object(**kwargs)
-            except Exception as e:
-                if _http_status(e) is not None:
-                    self._check_status(url, _http_status(e) or 0)
-                raise
+            r = await client.get_object(**kwargs)  # a ClientError's status is mapped in _retrying
             async with r["Body"] as body:
                 data = await body.read()
         else:
