@@ -10,7 +10,7 @@ from __future__ import annotations
 import numbers
 from typing import Literal, Union
 
-__all__ = ["ItemShape", "OnError", "ON_ERROR", "Size", "SizeLike", "check_size", "frame_key"]
+__all__ = ["ItemShape", "OnError", "ON_ERROR", "Size", "SizeLike", "check_size", "frame_key", "request_key"]
 
 #: (height, width) in pixels: the one order of every ``size`` argument and field
 Size = tuple[int, int]
@@ -30,6 +30,13 @@ def frame_key(video: int, frame: int) -> int:
     """One int per (video, frame): the look-ahead cache's key, the same in the planner
     and the cache. Frames are below 2**32 per video."""
     return (int(video) << 32) | int(frame)
+
+
+def request_key(position: int) -> int:
+    """The look-ahead cache's key of the request at share ``position``, where a cached row
+    belongs to one request (crop at decode: each request has its own box). Negative, so
+    never a :func:`frame_key`."""
+    return -1 - int(position)
 
 
 def check_size(size: object, *, name: str = "size") -> Size:

@@ -30,13 +30,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+from typing import Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from .._errors import DecodeError, VideoError
 from ..index import VideoMetadata
-from ..planning import DecodeJob
+from ..planning import CropBox, DecodeJob
+from ._crop import cropped_arrays
 from ._pyav import DecodeCounters, PyAVReader, frame_to_array
 
 __all__ = [
@@ -118,7 +119,9 @@ class ReaderPoolProtocol(Protocol):
     """Readers shared by the decoding threads: what the loader's decode stage calls.
 
     ``decode_arrays`` decodes one job with a pooled reader, emitting each wanted frame
-    (thread-safe: one reader serves one job at a time). ``continuation``: the pool keeps
+    (thread-safe: one reader serves one job at a time). ``crops`` (crop at decode, only
+    backends with ``supports_crop``): per wanted frame its boxes; the frame is then
+    emitted once as [len(boxes), H, W, 3], each box cropped and resized to ``size``. ``continuation``: the pool keeps
     each video's decoder where a job leaves it, so a job that starts where the
     previous one of that video ended continues without a seek; it then runs the jobs
     announced with ``expect`` in the announced order per video, and ``forget`` drops
@@ -137,6 +140,7 @@ class ReaderPoolProtocol(Protocol):
         rotation: int,
         interpolation: str,
         timeout: float | None = None,
+        crops: Mapping[int, Sequence[CropBox]] | None = None,
     ) -> None: ...
 
     def expect(self, jobs: Sequence[DecodeJob]) -> None: ...
@@ -180,17 +184,22 @@ class PyAVArrayReader:
         self.meta = meta
         self.reader = PyAVReader(meta, skip_nonref=skip_nonref)
 
-    def decode_arrays(self, job, emit, counters, *, size, rotation, interpolation, decoder=None, timeout=None, sequential=False) -> None:
+    def decode_arrays(
+        self, job, emit, counters, *, size, rotation, interpolation, decoder=None, timeout=None, sequential=False, crops=None
+    ) -> None:
         """With ``size=None`` a frame whose size differs from the stream's (the size
         changes mid-stream) is not emitted: :class:`DecodeError` names it once the job
         ends; the job's other frames are emitted. With a ``size`` it is scaled like
-        every other frame."""
+        every other frame. ``crops``: see :class:`ReaderPoolProtocol` (needs a ``size``)."""
         meta = self.meta
         odd: dict[int, tuple[int, int]] = {}  # frame -> its (height, width)
 
         def on_frame(i, frame):
             if size is None and (frame.height, frame.width) != (meta.height, meta.width):
                 odd[i] = (frame.height, frame.width)
+                return
+            if crops is not None:
+                emit(i, cropped_arrays(frame, list(crops.get(i, ())), size=size, rotation=rotation, interpolation=interpolation))
                 return
             emit(i, frame_to_array(frame, size=size, rotation=rotation, interpolation=interpolation))
 
@@ -209,6 +218,8 @@ class PyAVArrayReader:
 
 class PyAVBackend:
     name = "pyav"
+    #: ``decode_arrays(..., crops=...)`` crops each frame at full resolution before the resize
+    supports_crop = True
     #: ``reader_pool(..., continuation=True)`` keeps decoders open between sequential jobs
     supports_continuation = True
     capabilities = Capabilities(
@@ -290,12 +301,16 @@ class ReaderPool:
         reader.close()
 
     def decode_arrays(
-        self, job: DecodeJob, emit: EmitArray, counters: DecodeCounters, *, size, rotation, interpolation, timeout: float | None = None
-    ) -> None:
+        self, job: DecodeJob, emit: EmitArray, counters: DecodeCounters, *, size, rotation, interpolation, timeout: float | None = None,
+        crops: Mapping[int, Sequence[CropBox]] | None = None,
+    ) -> None:  # fmt: skip
         """Decode ``job`` with a pooled reader. ``timeout``: seconds the job may take
-        before it fails with :class:`DecodeTimeoutError` (None: no limit)."""
+        before it fails with :class:`DecodeTimeoutError` (None: no limit). ``crops``:
+        see :class:`ReaderPoolProtocol`."""
         reader = self._checkout(job.video)
-        kw = {} if timeout is None else {"timeout": timeout}
+        kw: dict[str, object] = {} if timeout is None else {"timeout": timeout}
+        if crops is not None:
+            kw["crops"] = crops
         try:
             self._decode(reader, job, emit, counters, size=size, rotation=rotation, interpolation=interpolation, **kw)
         except BaseException:

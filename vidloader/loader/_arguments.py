@@ -9,9 +9,10 @@ import torch
 
 from .._types import ON_ERROR
 from ..index import VideoDataset
+from ..planning import DecodeCrop
 from ..sampling import Sampler, UniformFrames
 
-__all__ = ["check_dataset", "check_options", "check_sampler", "common_size"]
+__all__ = ["check_crop", "check_dataset", "check_options", "check_sampler", "common_size"]
 
 
 def check_dataset(dataset: object) -> VideoDataset:
@@ -94,3 +95,17 @@ def common_size(dataset: VideoDataset, rotate: bool) -> tuple[int, int]:
         raise ValueError(f"size=None needs every video to share one frame size; found {sizes[:5]}. Pass size=(H, W)")
     h, w = sizes[0]
     return int(h), int(w)
+
+
+def check_crop(crop: object, *, size: object, backend: Any) -> DecodeCrop | None:
+    """``crop`` if it is None or a :class:`DecodeCrop` the loader can apply: it needs an
+    output ``size`` and a backend that crops at decode (``supports_crop``)."""
+    if crop is None:
+        return None
+    if not isinstance(crop, DecodeCrop):
+        raise TypeError(f"crop must be None or a vidloader.planning.DecodeCrop(scale=..., ratio=...), got {type(crop).__name__}")
+    if size is None:
+        raise ValueError("crop needs an output size: pass size=(H, W) with crop=DecodeCrop(...)")
+    if not getattr(backend, "supports_crop", False):
+        raise ValueError(f"crop=DecodeCrop(...) needs a backend that crops at decode (backend='pyav'); backend={backend.name!r} does not")
+    return crop

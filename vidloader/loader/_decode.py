@@ -137,20 +137,31 @@ class DecodeStage:
         rotation = meta.rotation if self.rotate else 0
         done_frames: set[int] = set()
 
+        crops = spec.crops
+
         def emit(i: int, arr: np.ndarray) -> None:
             if stop is not None and stop.is_set():
                 raise JobStopped(f"{meta.path}: stopped at frame {i}")
+            if crops is not None:  # one cropped row per request: arr is [requests, H, W, 3]
+                for target, row in zip(crops.get(i, ()), arr):
+                    t = put_frame(out, (target.row,) if target.row >= 0 else (), row)
+                    if target.row < 0 and cache is not None:
+                        cache.put(target.key, t, 1)
+                done_frames.add(i)
+                return
             t = put_frame(out, slots.get(i, ()), arr)
             if store and i in store and cache is not None:
                 cache.put(frame_key(job.video, i), t, store[i])
             done_frames.add(i)
 
         err: VideoError | None = None
+        kw = {} if crops is None else {"crops": {i: [c.box for c in targets] for i, targets in crops.items()}}
         try:
             with stop_reads(stop) if stop is not None else contextlib.nullcontext():
                 self.readers.decode_arrays(
-                    job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation, timeout=self.timeout
-                )
+                    job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation, timeout=self.timeout,
+                    **kw,
+                )  # fmt: skip
         except VideoError as e:
             err = e
         failed = [r for i, rows in slots.items() if i not in done_frames for r in rows]
@@ -160,7 +171,13 @@ class DecodeStage:
         if store and cache is not None:
             for i, uses in store.items():  # the later requests fail with this job's error
                 if i not in done_frames:
-                    cache.put(frame_key(job.video, i), err or DecodeError(meta.path, f"frame {i} was not produced", (i,)), uses)
+                    lost = err or DecodeError(meta.path, f"frame {i} was not produced", (i,))
+                    if crops is None:
+                        cache.put(frame_key(job.video, i), lost, uses)
+                    else:
+                        for target in crops.get(i, ()):
+                            if target.row < 0:
+                                cache.put(target.key, lost, 1)
             if not slots:  # only frames for later requests: the error reaches them, not this window
                 err = None
         return JobResult(job.video, err, failed, counters, time.perf_counter() - t0)

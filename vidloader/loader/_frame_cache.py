@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from .._errors import DecodeError, VideoError
-from .._types import frame_key
 from ..index import VideoMetadata
 from ..planning import WindowPlan
 
@@ -35,7 +34,8 @@ def default_cache_bytes() -> int:
 
 
 class FrameCache:
-    """Frames by (video, frame) key with a count of the requests still to be served.
+    """Frames by (video, frame) key with a count of the requests still to be served (with
+    crop at decode: rows by request key, one use each; :meth:`WindowPlan.cache_key`).
 
     Frames live in one slab of ``capacity`` rows of ``shape``, reserved when the cache is
     made: virtual memory, whose pages become resident when first written. Freed rows are
@@ -158,7 +158,7 @@ def fill_rows(
     fill = CacheFill()
     for r in window.cached_rows.tolist():
         video, frame = int(window.videos[r]), int(window.frames[r])
-        value = cache.take_into(frame_key(video, frame), out[r]) if cache is not None else None
+        value = cache.take_into(window.cache_key(r), out[r]) if cache is not None else None
         if failed[r]:
             continue
         if value is True:

@@ -20,9 +20,9 @@ from .._resume import ResumeField
 from .._types import OnError, SizeLike, check_size
 from ..decoding import Backend, BackendName, Interpolation, check_interpolation, get_backend, read_dataset_frames
 from ..index import VideoDataset
-from ..planning import LookaheadStats
+from ..planning import DecodeCrop, LookaheadStats
 from ..sampling import FrameSampler, ItemSamplingReport, Sampler, SamplingReport, sampling_report
-from ._arguments import check_dataset, check_options, check_sampler, common_size
+from ._arguments import check_crop, check_dataset, check_options, check_sampler, common_size
 from ._assemble import BatchAssembler, ErrorPolicy
 from ._batch import Batch
 from ._decode import DecodeStage, default_workers
@@ -105,6 +105,14 @@ class VideoLoader:
             dataset holds URLs, else local files, which the decoder reads itself).
         repeat_epochs: passes may repeat a completed epoch (a validation loader); else the
             first such pass warns (:class:`~vidloader.loader.RepeatedEpochWarning`).
+        crop: :class:`~vidloader.planning.DecodeCrop` (``RandomResizedCrop`` at decode): each
+            request's box is drawn when its window is planned, from a generator seeded by
+            (seed, epoch, rank, share position), on the frame in display orientation, and
+            the scaler crops it from the full-resolution frame and resizes it to ``size`` in
+            one pass (top and left rounded down to the chroma grid: even for 4:2:0).
+            Batches are the same with the cache on or off and after a resume; a frame
+            requested twice gets two boxes (the cache then holds each request's row).
+            Needs a ``size`` and a backend with ``supports_crop`` (``"pyav"``).
 
     Distributed: the sampler gives this rank's share; every rank has the same ``len(loader)``.
     Resume (torchdata ``StatefulDataLoader`` conventions): batches before a :meth:`state_dict`
@@ -137,6 +145,7 @@ class VideoLoader:
         cache_bytes: int | None = None,
         fetch: FetchStage | None = None,
         repeat_epochs: bool = False,
+        crop: DecodeCrop | None = None,
     ):
         self.device = check_options(
             on_error=on_error, decode_timeout=decode_timeout, batch_size=batch_size, prefetch=prefetch,
@@ -149,6 +158,8 @@ class VideoLoader:
         self._per = int(np.prod(self.item_shape, dtype=np.int64)) if self.item_shape else 1
         sequential = bool(self.sampler.sequential_access)
         self.rotate = rotate
+        self.backend = get_backend(backend)
+        self.crop = check_crop(crop, size=size, backend=self.backend)
         self.size = check_size(size) if size is not None else common_size(dataset, rotate)
         self.transform = transform
         self.num_workers = default_workers() if num_workers is None else int(num_workers)
@@ -160,7 +171,6 @@ class VideoLoader:
         self.even_batches = bool(self.sampler.world_size > 1 or on_error == "skip" if even_batches is None else even_batches)
         self.interpolation = check_interpolation(interpolation)
         self.decode_timeout = None if decode_timeout is None else float(decode_timeout)
-        self.backend = get_backend(backend)
         self.cache_bytes = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
         if self.cache_bytes < 0:
             raise ValueError(f"cache_bytes must be >= 0 (0: no look-ahead), got {cache_bytes}")
@@ -170,6 +180,7 @@ class VideoLoader:
             batch_size=self.batch_size, per=self._per, size=self.size, drop_last=bool(drop_last), even=self.even_batches,
             in_flight=1 + -(-self.prefetch // self.plan_batches), pin_memory=self.pin_memory,
             window=self.batch_size * self.plan_batches, capacity=capacity if self._lookahead else 0, sequential=sequential,
+            crop=self.crop, rotate=bool(rotate),
         )  # fmt: skip
         # sequential: one open decoder per video a batch touches, twice over (sequences ending and starting)
         touched = self.batch_size * (self.item_shape[0] if len(self.item_shape) == 2 else 1)

@@ -30,6 +30,7 @@ import torch
 
 from .._errors import VideoError
 from .._types import Size
+from ..planning import CropDraw, DecodeCrop
 from ._assemble import BatchAssembler, ErrorPolicy, Window, WindowOutcome, finish_window
 from ._batch import Batch
 from ._decode import DecodeStage
@@ -122,6 +123,8 @@ class PassShape:
     window: int  # items planned together
     capacity: int  # frames the look-ahead cache holds (0: no look-ahead)
     sequential: bool
+    crop: DecodeCrop | None = None  # crop at decode: boxes drawn per request when windows are planned
+    rotate: bool = True
 
 
 class EpochPass:
@@ -149,6 +152,7 @@ class EpochPass:
         self.source = WindowSource(
             dataset, window=shape.window, per=shape.per, capacity=shape.capacity, ahead=shape.in_flight,
             sequential=shape.sequential, planner=planner,
+            crop=None if shape.crop is None else CropDraw(shape.crop, sampler.seed, sampler.epoch, sampler.rank, shape.rotate),
         )  # fmt: skip
         self.fetch = fetch
         self.decode = decode

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..planning import LookaheadStats, SegmentPlan, WindowPlan, gop_run, plan_lookahead, plan_segment, plan_window
+from ..planning import CropDraw, LookaheadStats, SegmentPlan, WindowPlan, gop_run, plan_lookahead, plan_segment, plan_window
 from ._requests import RequestStream
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ class WindowSource:
 
     ``capacity``: frames the look-ahead cache holds (0: no look-ahead). ``ahead``:
     windows decoded ahead of consumption (the planner's occupancy model needs it).
-    ``planner``: the executor that plans the next segment in the background."""
+    ``planner``: the executor that plans the next segment in the background. ``crop``:
+    each window draws its requests' crop boxes (:func:`~vidloader.planning.plan_window`)."""
 
     def __init__(
         self,
@@ -76,6 +77,7 @@ class WindowSource:
         ahead: int,
         sequential: bool,
         planner: Callable[[], ThreadPoolExecutor],
+        crop: CropDraw | None = None,
     ):
         self.dataset = dataset
         self.window = window
@@ -84,6 +86,7 @@ class WindowSource:
         self.ahead = ahead
         self.sequential = sequential
         self._planner = planner
+        self.crop = crop
         self._max_gop = dataset.max_gop_size
         self._segment: SegmentPlan | None = None
         self._next_segment: tuple[int, Future[SegmentPlan | None]] | None = None
@@ -105,7 +108,9 @@ class WindowSource:
                 g = np.concatenate([g, ids.take(extra, limit)])
         t0 = time.perf_counter()
         videos, frames = self.dataset.locate(g)
-        plan = plan_window(start, g, videos, frames, self.dataset.videos, exclude=exclude, sequential=self.sequential)
+        plan = plan_window(
+            start, g, videos, frames, self.dataset.videos, exclude=exclude, sequential=self.sequential, crop=self.crop, per=self.per
+        )
         self._count(time.perf_counter() - t0)
         return plan
 
@@ -144,7 +149,7 @@ class WindowSource:
             return None
         t0 = time.perf_counter()
         la = seg.window(start, g.shape[0])
-        plan = plan_window(start, g, la.videos, la.frames, self.dataset.videos, lookahead=la, exclude=exclude)
+        plan = plan_window(start, g, la.videos, la.frames, self.dataset.videos, lookahead=la, exclude=exclude, crop=self.crop)
         self._count(time.perf_counter() - t0)
         return plan
 

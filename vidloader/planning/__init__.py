@@ -1,11 +1,16 @@
 """Decode planning: requests -> jobs grouped by (video, GOP); look-ahead keeping; windows."""
 
+from ._crop import CropBox, CropDraw, DecodeCrop, request_seed
 from ._lookahead import LookaheadPlan, LookaheadStats, plan_lookahead
 from ._planner import DecodeJob, Plan, entry_keyframes, plan_requests
 from ._sequential import plan_sequential
-from ._window import JobSpec, LookaheadWindow, SegmentPlan, WindowPlan, gop_run, plan_segment, plan_window
+from ._window import CropTarget, JobSpec, LookaheadWindow, SegmentPlan, WindowPlan, gop_run, plan_segment, plan_window
 
 __all__ = [
+    "CropBox",
+    "CropDraw",
+    "CropTarget",
+    "DecodeCrop",
     "DecodeJob",
     "JobSpec",
     "LookaheadPlan",
@@ -21,4 +26,5 @@ __all__ = [
     "plan_segment",
     "plan_sequential",
     "plan_window",
+    "request_seed",
 ]

@@ -16,22 +16,38 @@ from typing import Sequence
 
 import numpy as np
 
+from .._types import frame_key, request_key
 from ..index import VideoMetadata
+from ._crop import CropBox, CropDraw
 from ._lookahead import LookaheadPlan, plan_lookahead
 from ._planner import DecodeJob, plan_requests
 from ._sequential import plan_sequential
 
-__all__ = ["JobSpec", "LookaheadWindow", "SegmentPlan", "WindowPlan", "gop_run", "plan_segment", "plan_window"]
+__all__ = ["CropTarget", "JobSpec", "LookaheadWindow", "SegmentPlan", "WindowPlan", "gop_run", "plan_segment", "plan_window"]
+
+
+@dataclass(frozen=True)
+class CropTarget:
+    """One cropped output of a decoded frame: ``box`` resized to the output size, for the
+    window's output ``row`` (>= 0), or else for the look-ahead cache entry ``key`` of a
+    later request."""
+
+    box: CropBox
+    row: int = -1
+    key: int = 0
 
 
 @dataclass(frozen=True, eq=False)
 class JobSpec:
     """A decode job and where its frames go: ``rows[f]`` the window's output rows that
-    frame ``f`` fills, ``keep[f]`` the later requests (uses) it is kept for."""
+    frame ``f`` fills, ``keep[f]`` the later requests (uses) it is kept for.
+    ``crops[f]`` (crop at decode): frame ``f``'s outputs, one per request, the rows of
+    ``rows[f]`` first, then the cache entries of the later requests ``keep[f]`` counts."""
 
     job: DecodeJob
     rows: dict[int, list[int]]
     keep: dict[int, int] | None = None
+    crops: dict[int, list[CropTarget]] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +75,7 @@ class SegmentPlan:
             hit=self.plan.hit[off : off + n],
             keep_videos=self.videos[keep],
             keep_frames=self.frames[keep],
+            keep_positions=self.start + keep,
         )
 
 
@@ -72,6 +89,7 @@ class LookaheadWindow:
     hit: np.ndarray
     keep_videos: np.ndarray
     keep_frames: np.ndarray
+    keep_positions: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,7 +100,9 @@ class WindowPlan:
     ``jobs`` in submission order; ``ordered``: each video's jobs must run in this order
     (sequential samplers: they continue one decoder). ``cached_rows``: rows the
     look-ahead cache fills (earlier windows decode them). ``dead_rows``: rows of videos
-    in the plan's ``exclude`` set, failed without decoding."""
+    in the plan's ``exclude`` set, failed without decoding. ``boxes`` (crop at decode):
+    each row's crop box; a cached row then belongs to its request, not to its frame
+    (:meth:`cache_key`)."""
 
     start: int
     ids: np.ndarray
@@ -92,10 +112,18 @@ class WindowPlan:
     ordered: bool
     cached_rows: np.ndarray
     dead_rows: np.ndarray
+    boxes: tuple[CropBox, ...] | None = None
+    per: int = 1
 
     @property
     def num_rows(self) -> int:
         return int(self.ids.shape[0])
+
+    def cache_key(self, row: int) -> int:
+        """The look-ahead cache's key of ``row``: its frame's, or with crop boxes its request's."""
+        if self.boxes is not None:
+            return request_key(self.start + row // self.per)
+        return frame_key(int(self.videos[row]), int(self.frames[row]))
 
 
 def plan_segment(
@@ -125,6 +153,8 @@ def plan_window(
     lookahead: LookaheadWindow | None = None,
     exclude: Collection[int] = (),
     sequential: bool = False,
+    crop: CropDraw | None = None,
+    per: int = 1,
 ) -> WindowPlan:
     """Plan the window of requests ``ids`` (``videos``, ``frames``) starting at share
     position ``start``. Without ``lookahead`` every request is decoded in this window
@@ -132,22 +162,33 @@ def plan_window(
     with it, the rows it marks ``hit`` come from the cache and the jobs also decode the
     frames it keeps. Videos in ``exclude`` are not decoded: their rows are dead, and
     nothing is kept for them. Longest jobs come first (it balances the threads), except
-    sequential jobs, which stay in play order."""
+    sequential jobs, which stay in play order. ``crop``: draw each request's crop box
+    (rows of one item, ``per`` of them, share their request's position); a frame that
+    several requests want is decoded once and cropped once per request, and a frame kept
+    for later requests is kept as their cropped rows."""
     n = int(ids.shape[0])
+    boxes = None
+    if crop is not None:
+        boxes = tuple(crop.box(start + r // per, metas[int(v)]) for r, v in enumerate(videos.tolist()))
     live = np.ones(n, dtype=bool)
     bad = sorted(int(v) for v in exclude)
     if bad:
         live &= ~np.isin(videos, bad)
     dead_rows = np.flatnonzero(~live)
     cached_rows = np.zeros(0, dtype=np.int64)
-    keep_v = keep_f = np.zeros(0, dtype=np.int64)
+    keep_v = keep_f = keep_p = np.zeros(0, dtype=np.int64)
     if lookahead is not None:
         cached_rows = np.flatnonzero(lookahead.hit)
         live &= ~lookahead.hit
         keep_v, keep_f = lookahead.keep_videos, lookahead.keep_frames
+        if lookahead.keep_positions is not None:
+            keep_p = lookahead.keep_positions
+        elif crop is not None:
+            raise ValueError("plan_window: crop needs the look-ahead window's keep_positions")
         if bad:
             ok = ~np.isin(keep_v, bad)
             keep_v, keep_f = keep_v[ok], keep_f[ok]
+            keep_p = keep_p[ok] if keep_p.shape[0] else keep_p
     rows = np.flatnonzero(live)
     jobs: list[JobSpec] = []
     ordered = False
@@ -169,11 +210,19 @@ def plan_window(
             if st is None:
                 st = keeps[j] = {}
             st[int(keep_f[k])] = st.get(int(keep_f[k]), 0) + 1
+        crops: list[dict[int, list[CropTarget]] | None] = [None] * len(plan.jobs)
+        if boxes is not None and crop is not None:
+            maps = [{f: [CropTarget(boxes[r], row=r) for r in rs] for f, rs in sl.items()} for sl in slots]
+            for k in range(keep_v.shape[0]):  # after the rows: a later request's own box, keyed by its position
+                j, f, pos = int(plan.job_of[rows.shape[0] + k]), int(keep_f[k]), int(keep_p[k])
+                maps[j].setdefault(f, []).append(CropTarget(crop.box(pos, metas[int(keep_v[k])]), key=request_key(pos)))
+            crops[:] = maps
         order = range(len(plan.jobs)) if ordered else sorted(range(len(plan.jobs)), key=lambda j: -plan.jobs[j].cost)
-        jobs = [JobSpec(plan.jobs[j], slots[j], keeps[j]) for j in order]
+        jobs = [JobSpec(plan.jobs[j], slots[j], keeps[j], crops[j]) for j in order]
     return WindowPlan(
-        start=start, ids=ids, videos=videos, frames=frames, jobs=jobs, ordered=ordered, cached_rows=cached_rows, dead_rows=dead_rows
-    )
+        start=start, ids=ids, videos=videos, frames=frames, jobs=jobs, ordered=ordered, cached_rows=cached_rows,
+        dead_rows=dead_rows, boxes=boxes, per=per,
+    )  # fmt: skip
 
 
 def gop_run(meta: VideoMetadata, frame: int, upcoming: np.ndarray, *, offset: int = 0) -> int:

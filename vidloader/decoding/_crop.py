@@ -1,0 +1,98 @@
+"""Crop at decode: a box of the full-resolution frame, converted and resized in one pass.
+
+FFmpeg's ``crop`` filter crops without copying (it moves the planes' data pointers) and
+keeps every property of the frame, the chroma siting included, which swscale reads: a
+frame rebuilt from cropped numpy planes lacks it (PyAV does not expose
+``chroma_location``), and its RGB differs from the uncropped path's by up to 6 levels
+on files that declare ``left`` siting. The cropped frame then goes through the same
+swscale call as an uncropped one (:func:`~._pyav.frame_to_array`), so colour
+conversion and resize stay one pass.
+
+Subsampled chroma can only be cropped on its own grid: for 4:2:0 the box's top and
+left are rounded down to even (its bottom and right stay), so the crop covers the box
+and at most one more row above and column to the left. A box covering the whole frame
+is no crop at all.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import av.filter
+import numpy as np
+
+from ..planning import CropBox
+from ._pyav import frame_to_array
+
+__all__ = ["coded_box", "crop_frame", "cropped_arrays", "snap_box"]
+
+
+def coded_box(box: CropBox, rotation: int, height: int, width: int) -> CropBox:
+    """``box`` of the frame displayed with clockwise ``rotation``, in the coded frame
+    (``height x width``, before rotation) that :func:`~._pyav.frame_to_array` rotates."""
+    t, x, h, w = box.top, box.left, box.height, box.width
+    if rotation == 90:
+        return CropBox(height - x - w, t, w, h)
+    if rotation == 180:
+        return CropBox(height - t - h, width - x - w, h, w)
+    if rotation == 270:
+        return CropBox(x, width - t - h, w, h)
+    return box
+
+
+def _subsampling(fmt: av.VideoFormat, height: int, width: int) -> tuple[int, int]:
+    """(vertical, horizontal) log2 chroma subsampling of ``fmt``."""
+    ch = min(c.height for c in fmt.components)
+    cw = min(c.width for c in fmt.components)
+    sy = next((s for s in range(3) if -(-height >> s) <= ch), 0)
+    sx = next((s for s in range(3) if -(-width >> s) <= cw), 0)
+    return sy, sx
+
+
+def snap_box(box: CropBox, frame: av.VideoFrame) -> CropBox:
+    """``box`` clipped to ``frame`` with its top and left rounded down to the chroma grid
+    of the frame's pixel format (its bottom and right stay)."""
+    sy, sx = _subsampling(frame.format, frame.height, frame.width)
+    t0, l0 = max(0, box.top), max(0, box.left)
+    b, r = min(box.top + box.height, frame.height), min(box.left + box.width, frame.width)
+    t, x = t0 & ~((1 << sy) - 1), l0 & ~((1 << sx) - 1)
+    if b <= t or r <= x:  # outside the frame (a frame smaller than its index says): the whole frame
+        return CropBox(0, 0, frame.height, frame.width)
+    return CropBox(t, x, b - t, r - x)
+
+
+def crop_frame(frame: av.VideoFrame, box: CropBox) -> av.VideoFrame:
+    """The part ``box`` of ``frame`` (coded orientation, on the chroma grid: :func:`snap_box`)
+    as a frame with all of ``frame``'s properties; ``frame`` itself for the whole frame.
+    Costs a small filter graph (about 0.2-0.5 ms), no copy of pixels."""
+    if (box.top, box.left, box.height, box.width) == (0, 0, frame.height, frame.width):
+        return frame
+    g = av.filter.Graph()
+    src = g.add(
+        "buffer", video_size=f"{frame.width}x{frame.height}", pix_fmt=frame.format.name,
+        time_base=str(frame.time_base or Fraction(1, 1)), pixel_aspect="1/1", colorspace=str(int(frame.colorspace)),
+        range=str(int(frame.color_range)),
+    )  # fmt: skip
+    crop = g.add("crop", f"w={box.width}:h={box.height}:x={box.left}:y={box.top}:exact=1")
+    sink = g.add("buffersink")
+    src.link_to(crop)
+    crop.link_to(sink)
+    g.configure()
+    g.push(frame)
+    out = g.pull()
+    assert isinstance(out, av.VideoFrame)  # a video graph yields video frames
+    return out
+
+
+def cropped_arrays(
+    frame: av.VideoFrame, boxes: list[CropBox], *, size: tuple[int, int], rotation: int, interpolation: str
+) -> np.ndarray:
+    """uint8 [len(boxes), H, W, 3]: each box of ``frame`` (display orientation, after
+    clockwise ``rotation``) snapped to the chroma grid, converted to RGB and resized to
+    ``size`` = (H, W) in one swscale pass, rotated for display."""
+    out = np.empty((len(boxes), size[0], size[1], 3), dtype=np.uint8)
+    for k, box in enumerate(boxes):
+        coded = snap_box(coded_box(box, rotation, frame.height, frame.width), frame)
+        out[k] = frame_to_array(crop_frame(frame, coded), size=size, rotation=rotation, interpolation=interpolation)
+    return out
