@@ -17,6 +17,7 @@ from vidloader.planning import CropDraw, DecodeCrop, plan_window, request_seed
 from vidloader.transforms import RandomResizedCrop
 
 SIZE = (32, 48)
+CROP = DecodeCrop()
 FRAME_BYTES = 3 * SIZE[0] * SIZE[1]
 
 
@@ -29,7 +30,7 @@ def clips(tmp_path_factory):
     return paths
 
 
-def _epoch(ds, *, cache_bytes, seed=0, epoch=0, replacement=False, batch_size=16, crop=DecodeCrop(), **kw):
+def _epoch(ds, *, cache_bytes, seed=0, epoch=0, replacement=False, batch_size=16, crop=CROP, **kw):
     sampler = UniformFrames(seed=seed, replacement=replacement)
     sampler.set_epoch(epoch)
     with VideoLoader(ds, sampler, batch_size=batch_size, size=SIZE, num_workers=2, cache_bytes=cache_bytes, crop=crop, **kw) as loader:
