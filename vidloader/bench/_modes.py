@@ -136,6 +136,15 @@ def classic_like_transform(size: int):
     return _Chunked(Compose([RandomResizedCrop(size, scale=(0.9, 1.0)), ToFloat(), ColorJitter(0.5, 0.5, 0.5, 0.5)]))
 
 
+def classic_crop_at_decode():
+    """The classic loader's augmentations with the crop done by the decoder: the loader's
+    ``crop`` (RandomResizedCrop's box, scale 0.9-1) and the rest as a transform on the rows."""
+    from ..planning import DecodeCrop
+    from ..transforms import ColorJitter, Compose, ToFloat
+
+    return DecodeCrop(scale=(0.9, 1.0)), _Chunked(Compose([ToFloat(), ColorJitter(0.5, 0.5, 0.5, 0.5)]))
+
+
 @register_mode("classic", "(a) classic loader: seek + decode to pts + PIL + transforms, DataLoader")
 def _classic(w: Workload, cfg: BenchConfig) -> ModeResult:
     from ._classic import make_classic_loader
@@ -155,7 +164,9 @@ def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, sampler=None, *, a
     from ..loader import VideoLoader
     from ..sampling import UniformFrames
 
-    if augment:
+    if loader_kwargs.get("crop") is not None:  # crop at decode: straight to the output size
+        size, transform = (cfg.size, cfg.size), loader_kwargs.pop("transform")
+    elif augment:
         m = w.dataset.videos[0]
         short = cfg.size * 256 // 224
         h, wd = m.display_size
@@ -183,7 +194,8 @@ def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, sampler=None, *, a
             "frames_skipped_nonref": st.frames_skipped,
             "packets_sent": st.packets_sent,
             "decode_size": list(size),
-            "augmentations": "classic (RandomResizedCrop 0.9-1, ColorJitter 0.5)" if augment else "none",
+            "augmentations": ("classic (RandomResizedCrop 0.9-1, ColorJitter 0.5)" if augment else "none")
+            + (", crop at decode" if loader_kwargs.get("crop") is not None else ""),
         },
     )
 
@@ -207,7 +219,19 @@ def _exact_lookahead(w: Workload, cfg: BenchConfig) -> ModeResult:
     return lookahead_run("exact-lookahead", w, cfg, transform=classic_like_transform(cfg.size))
 
 
-def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, untimed=None) -> ModeResult:
+@register_mode("exact-crop", "(b) with the RandomResizedCrop done by the decoder from full resolution (crop at decode)", full_only=True)
+def _exact_crop(w: Workload, cfg: BenchConfig) -> ModeResult:
+    crop, transform = classic_crop_at_decode()
+    return _vidloader_mode("exact-crop", w, cfg, cache_bytes=0, crop=crop, transform=transform)
+
+
+@register_mode("exact-lookahead-crop", "(b+) with the RandomResizedCrop done by the decoder (crop at decode)", full_only=True)
+def _exact_lookahead_crop(w: Workload, cfg: BenchConfig) -> ModeResult:
+    crop, transform = classic_crop_at_decode()
+    return lookahead_run("exact-lookahead-crop", w, cfg, transform=transform, crop=crop)
+
+
+def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, untimed=None, crop=None) -> ModeResult:
     """Exact uniform with the look-ahead cache, decoded to ``cfg.size`` square.
 
     The dry run is reported for the whole epoch. The timed figure is the whole epoch, from
@@ -222,7 +246,7 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
 
     loader = VideoLoader(
         w.dataset, UniformFrames(seed=cfg.seed), batch_size=cfg.batch_size, size=(cfg.size, cfg.size),
-        transform=transform, num_workers=cfg.workers, cache_bytes=cfg.cache_bytes,
+        transform=transform, num_workers=cfg.workers, cache_bytes=cfg.cache_bytes, crop=crop,
     )
     with loader:
         dry = loader.plan_stats()
