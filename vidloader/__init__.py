@@ -33,6 +33,7 @@ _NAMES: dict[str, str] = {
         ".decoding",
     ),
     **dict.fromkeys(("ResumeMismatchError", "ResumeWarning"), "._resume"),
+    **dict.fromkeys(("CropBox", "DecodeCrop"), ".planning"),
     **dict.fromkeys(("SceneDataset", "VideoDataset", "VideoIndex", "VideoMetadata"), ".index"),
     **dict.fromkeys(("Batch", "LoaderStats", "RepeatedEpochWarning", "VideoIterableDataset", "VideoLoader"), ".loader"),
     **dict.fromkeys(
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from .decoding import BackendUnavailableError, Frame, FrameBatch, OpenCVBackend, UnsupportedByBackendError, VideoFile
     from .decoding import read_dataset_frames as read_dataset_frames  # public before, outside __all__
     from .index import SceneDataset, VideoDataset, VideoIndex, VideoMetadata
+    from .planning import CropBox, DecodeCrop
     from .loader import Batch, LoaderStats, RepeatedEpochWarning, VideoIterableDataset, VideoLoader
     from .sampling import (
         ChunkTiles,
@@ -114,6 +116,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BackendUnavailableError",
+    "CropBox",
+    "DecodeCrop",
     "OpenCVBackend",
     "UnsupportedByBackendError",
     "Batch",
