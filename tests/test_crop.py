@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from media import make_video
-from vidloader import UniformFrames, VideoDataset, VideoLoader
+from vidloader import UniformClips, UniformFrames, VideoDataset, VideoLoader
 from vidloader.planning import CropDraw, DecodeCrop, plan_window, request_seed
 from vidloader.transforms import RandomResizedCrop
 
@@ -214,6 +214,23 @@ def test_resume_with_crop(clips):
     again.load_state_dict(state)
     rest = list(again)
     _same(full, [(b.data, b.video, b.index) for b in first + rest])
+
+
+def test_a_clip_shares_its_item_box(clips):
+    ds = VideoDataset(clips)
+    with VideoLoader(ds, UniformClips(3, stride=2, seed=1), batch_size=4, size=SIZE, num_workers=2, crop=CROP) as loader:
+        batches = [b for _, b in zip(range(3), loader)]
+    frames = {}
+    for b, batch in enumerate(batches):
+        for k in range(batch.data.shape[0]):
+            v = int(batch.video[k, 0])
+            if v not in frames:
+                frames[v] = _decode_frames(ds.videos[v].path)
+            for t in range(3):
+                frame = frames[v][int(batch.index[k, t])]
+                box = _ref_box(1, 0, 0, 4 * b + k, frame.height, frame.width, CROP)
+                exact, _ = _reference_rows(frame, box, 0)
+                np.testing.assert_array_equal(batch.data[k, t].permute(1, 2, 0).numpy(), exact)
 
 
 def test_crop_changes_rows_and_bad_arguments(clips):
