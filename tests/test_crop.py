@@ -3,6 +3,7 @@ frame and resized in one scaler pass; boxes reproducible; cache on = cache off."
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
@@ -187,6 +188,18 @@ def test_batches_equal_cache_off(clips, frames_budget, replacement):
     assert s_on.cache_hits > 0 and s_off.cache_hits == 0
     assert s_on.peak_cache_bytes <= frames_budget * FRAME_BYTES
     assert s_on.cache_bytes == 0  # every kept row was used
+
+
+def test_skipped_items_with_cache(clips, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    data = open(clips[0], "rb").read()
+    bad.write_bytes(data)
+    ds = VideoDataset([str(bad), *clips[1:]])
+    os.truncate(bad, len(data) // 2)  # changed after indexing: its requests fail, also those kept for later
+    off, s_off = _epoch(ds, cache_bytes=0, on_error="skip", even_batches=False)
+    on, s_on = _epoch(ds, cache_bytes=40 * FRAME_BYTES, on_error="skip", even_batches=False)
+    _same(off, on)
+    assert s_on.errors_skipped == s_off.errors_skipped > 0 and s_on.cache_hits > 0
 
 
 def test_a_frame_requested_twice_gets_two_boxes(clips):
