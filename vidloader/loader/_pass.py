@@ -30,6 +30,7 @@ import torch
 
 from .._errors import VideoError
 from .._types import Size
+from ..decoding import row_bytes
 from ._assemble import BatchAssembler, ErrorPolicy, Window, WindowOutcome, finish_window
 from ._batch import Batch
 from ._decode import DecodeStage
@@ -122,6 +123,7 @@ class PassShape:
     window: int  # items planned together
     capacity: int  # frames the look-ahead cache holds (0: no look-ahead)
     sequential: bool
+    row_format: str = "rgb24"  # how decoded frames are held (vidloader.decoding.RowFormat)
 
 
 class EpochPass:
@@ -153,7 +155,8 @@ class EpochPass:
         self.fetch = fetch
         self.decode = decode
         # A pass has its own cache: jobs of an abandoned pass still running put into theirs.
-        self.cache = FrameCache(shape.capacity, (3, *shape.size)) if shape.capacity else None
+        row: tuple[int, ...] = (3, *shape.size) if shape.row_format == "rgb24" else (row_bytes(shape.row_format, shape.size),)
+        self.cache = FrameCache(shape.capacity, row, row_format=shape.row_format) if shape.capacity else None
         self.policy = policy
         self.assembler = assembler
         self.deliver = deliver
