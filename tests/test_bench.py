@@ -75,3 +75,15 @@ def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
 def test_unknown_mode_lists_the_known_ones(tiny_clips, tmp_path):
     with pytest.raises(ValueError, match="available: .*classic"):
         run_bench(data=tiny_clips, modes=["nope"], json_path=None, config=BenchConfig(batch_size=4))
+
+
+def test_yuv420_lookahead_mode_is_opt_in_and_labelled(tiny_clips, tmp_path):
+    from vidloader.bench._modes import MODES
+
+    assert MODES["exact-lookahead-yuv420"].full_only  # not in a default run
+    cfg = BenchConfig(batch_size=8, workers=2, warmup_rounds=1, timed_rounds=1)
+    res = run_bench(data=tiny_clips, json_path=tmp_path / "r.json", config=cfg, ceiling_seconds=0.5, modes=["exact-lookahead-yuv420"])
+    m = res["workloads"]["custom"]["modes"]["exact-lookahead-yuv420"]
+    assert m["images"] == 120 and m["extra"]["row_format"].startswith("yuv420p (opt-in")
+    # the cache holds rows of 224*224*3/2 + 2 bytes
+    assert m["extra"]["peak_cache_bytes"] % (224 * 224 * 3 // 2 + 2) == 0 and m["extra"]["cache_hits"] > 0

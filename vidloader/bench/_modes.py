@@ -231,7 +231,19 @@ def _exact_lookahead_crop(w: Workload, cfg: BenchConfig) -> ModeResult:
     return lookahead_run("exact-lookahead-crop", w, cfg, transform=transform, crop=crop)
 
 
-def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, untimed=None, crop=None) -> ModeResult:
+@register_mode(
+    "exact-lookahead-yuv420",
+    "(b+yuv) as (b+) with row_format='yuv420p' (OPT-IN: pixels differ from rgb24, PSNR 27-45 dB; the cache holds 2x frames)",
+    full_only=True,
+    urls=True,
+)
+def _exact_lookahead_yuv420(w: Workload, cfg: BenchConfig) -> ModeResult:
+    r = lookahead_run("exact-lookahead-yuv420", w, cfg, transform=classic_like_transform(cfg.size), row_format="yuv420p")
+    r.extra["row_format"] = "yuv420p (opt-in, not bit-equal to rgb24)"
+    return r
+
+
+def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, untimed=None, **loader_kwargs) -> ModeResult:
     """Exact uniform with the look-ahead cache, decoded to ``cfg.size`` square.
 
     The dry run is reported for the whole epoch. The timed figure is the whole epoch, from
@@ -240,13 +252,14 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
     of the first ``min(capacity, N / 4)`` requests (whole batches), with its own counted
     A. Epochs longer than ``cfg.lookahead_timed_max`` requests get the dry run only,
     unless ``cfg.full`` (they take tens of minutes on a small machine). ``untimed(batch)``
-    runs outside the clock."""
+    runs outside the clock. ``loader_kwargs``: more VideoLoader options (``row_format``)."""
+    from ..decoding import row_bytes
     from ..loader import VideoLoader
     from ..sampling import UniformFrames
 
     loader = VideoLoader(
         w.dataset, UniformFrames(seed=cfg.seed), batch_size=cfg.batch_size, size=(cfg.size, cfg.size),
-        transform=transform, num_workers=cfg.workers, cache_bytes=cfg.cache_bytes, crop=crop,
+        transform=transform, num_workers=cfg.workers, cache_bytes=cfg.cache_bytes, **loader_kwargs,
     )
     with loader:
         dry = loader.plan_stats()
@@ -254,7 +267,7 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
         if not (cfg.full or dry.requests <= cfg.lookahead_timed_max):
             extra["timed"] = False
             return ModeResult(name, w.name, float("nan"), 0, 0.0, dry.amplification, False, extra=extra)
-        capacity = cfg.cache_bytes // (3 * cfg.size * cfg.size)
+        capacity = cfg.cache_bytes // row_bytes(loader.row_format, (cfg.size, cfg.size))
         warm_batches = max(1, -(-min(capacity, dry.requests // 4) // cfg.batch_size))
         uss = [_uss()]
         images = 0

@@ -20,6 +20,7 @@ from ._pyav import (
     check_interpolation,
     frame_to_array,
 )
+from ._rows import ROW_FORMATS, RowFormat, check_row_format, frame_to_yuv420_row, row_bytes, yuv420_row_to_rgb
 from ._verify import VerifyResult, verify_video
 from ._video_file import Frame, FrameBatch, VideoFile
 
@@ -34,15 +35,21 @@ __all__ = [
     "Interpolation",
     "OpenCVBackend",
     "PyAVReader",
+    "ROW_FORMATS",
     "ReaderPool",
     "ReaderPoolProtocol",
+    "RowFormat",
     "UnsupportedByBackendError",
     "VerifyResult",
     "VideoFile",
     "check_interpolation",
+    "check_row_format",
     "frame_to_array",
+    "frame_to_yuv420_row",
     "get_backend",
     "put_frame",
     "read_dataset_frames",
+    "row_bytes",
     "verify_video",
+    "yuv420_row_to_rgb",
 ]

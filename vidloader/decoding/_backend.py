@@ -39,6 +39,7 @@ from ..index import VideoMetadata
 from ..planning import CropBox, DecodeJob
 from ._crop import cropped_arrays
 from ._pyav import DecodeCounters, PyAVReader, frame_to_array
+from ._rows import frame_to_yuv420_row
 
 __all__ = [
     "BACKENDS",
@@ -87,12 +88,14 @@ class Capabilities:
     conversion at ``size=None`` (otherwise the colour conversion differs slightly;
     frame identity is still exact). ``interpolations``: resize filters honoured
     (others fall back to the first one). ``limits``: files it refuses, in words.
+    ``row_formats``: the row formats (:data:`~vidloader.decoding.RowFormat`) its readers emit.
     """
 
     exact_seek: bool
     bit_exact: bool
     interpolations: tuple[str, ...]
     limits: str
+    row_formats: tuple[str, ...] = ("rgb24",)
 
 
 @runtime_checkable
@@ -185,23 +188,27 @@ class PyAVArrayReader:
         self.reader = PyAVReader(meta, skip_nonref=skip_nonref)
 
     def decode_arrays(
-        self, job, emit, counters, *, size, rotation, interpolation, decoder=None, timeout=None, sequential=False, crops=None
+        self, job, emit, counters, *, size, rotation, interpolation, decoder=None, timeout=None, sequential=False, crops=None,
+        row_format="rgb24",
     ) -> None:
         """With ``size=None`` a frame whose size differs from the stream's (the size
         changes mid-stream) is not emitted: :class:`DecodeError` names it once the job
         ends; the job's other frames are emitted. With a ``size`` it is scaled like
-        every other frame. ``crops``: see :class:`ReaderPoolProtocol` (needs a ``size``)."""
+        every other frame. ``crops``: see :class:`ReaderPoolProtocol` (needs a ``size``).
+        ``row_format="yuv420p"`` emits :func:`frame_to_yuv420_row` rows instead of RGB arrays."""
         meta = self.meta
         odd: dict[int, tuple[int, int]] = {}  # frame -> its (height, width)
+        to_row = frame_to_yuv420_row if row_format == "yuv420p" else frame_to_array
 
         def on_frame(i, frame):
             if size is None and (frame.height, frame.width) != (meta.height, meta.width):
                 odd[i] = (frame.height, frame.width)
                 return
             if crops is not None:
-                emit(i, cropped_arrays(frame, list(crops.get(i, ())), size=size, rotation=rotation, interpolation=interpolation))
+                boxes = list(crops.get(i, ()))
+                emit(i, cropped_arrays(frame, boxes, size=size, rotation=rotation, interpolation=interpolation, to_row=to_row))
                 return
-            emit(i, frame_to_array(frame, size=size, rotation=rotation, interpolation=interpolation))
+            emit(i, to_row(frame, size=size, rotation=rotation, interpolation=interpolation))
 
         try:
             self.reader.decode(job, on_frame, counters, decoder=decoder, timeout=timeout, sequential=sequential)
@@ -227,6 +234,7 @@ class PyAVBackend:
         bit_exact=True,
         interpolations=("area", "bilinear", "bicubic", "nearest", "lanczos", "fast_bilinear"),
         limits="none: every file the index accepts",
+        row_formats=("rgb24", "yuv420p"),
     )
 
     def supports(self, meta: VideoMetadata) -> str | None:
@@ -302,15 +310,18 @@ class ReaderPool:
 
     def decode_arrays(
         self, job: DecodeJob, emit: EmitArray, counters: DecodeCounters, *, size, rotation, interpolation, timeout: float | None = None,
-        crops: Mapping[int, Sequence[CropBox]] | None = None,
+        crops: Mapping[int, Sequence[CropBox]] | None = None, row_format: str = "rgb24",
     ) -> None:  # fmt: skip
         """Decode ``job`` with a pooled reader. ``timeout``: seconds the job may take
         before it fails with :class:`DecodeTimeoutError` (None: no limit). ``crops``:
-        see :class:`ReaderPoolProtocol`."""
+        see :class:`ReaderPoolProtocol`. ``row_format``: one of the backend's
+        ``capabilities.row_formats`` (passed to readers only when not ``"rgb24"``)."""
         reader = self._checkout(job.video)
         kw: dict[str, object] = {} if timeout is None else {"timeout": timeout}
         if crops is not None:
             kw["crops"] = crops
+        if row_format != "rgb24":
+            kw["row_format"] = row_format
         try:
             self._decode(reader, job, emit, counters, size=size, rotation=rotation, interpolation=interpolation, **kw)
         except BaseException:

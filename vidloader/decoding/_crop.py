@@ -18,6 +18,7 @@ is no crop at all.
 from __future__ import annotations
 
 import threading
+from typing import Callable
 from collections import OrderedDict
 from fractions import Fraction
 
@@ -118,13 +119,21 @@ def crop_frame(frame: av.VideoFrame, box: CropBox) -> av.VideoFrame:
 
 
 def cropped_arrays(
-    frame: av.VideoFrame, boxes: list[CropBox], *, size: tuple[int, int], rotation: int, interpolation: str
+    frame: av.VideoFrame,
+    boxes: list[CropBox],
+    *,
+    size: tuple[int, int],
+    rotation: int,
+    interpolation: str,
+    to_row: Callable[..., np.ndarray] = frame_to_array,
 ) -> np.ndarray:
     """uint8 [len(boxes), H, W, 3]: each box of ``frame`` (display orientation, after
     clockwise ``rotation``) snapped to the chroma grid, converted to RGB and resized to
-    ``size`` = (H, W) in one swscale pass, rotated for display."""
-    out = np.empty((len(boxes), size[0], size[1], 3), dtype=np.uint8)
-    for k, box in enumerate(boxes):
+    ``size`` = (H, W) in one swscale pass, rotated for display. ``to_row`` makes the row
+    from the cropped frame (default :func:`frame_to_array`; rows of another format are
+    stacked the same way)."""
+    rows = []
+    for box in boxes:
         coded = snap_box(coded_box(box, rotation, frame.height, frame.width), frame)
-        out[k] = frame_to_array(crop_frame(frame, coded), size=size, rotation=rotation, interpolation=interpolation)
-    return out
+        rows.append(to_row(crop_frame(frame, coded), size=size, rotation=rotation, interpolation=interpolation))
+    return np.stack(rows) if rows else np.empty((0, size[0], size[1], 3), dtype=np.uint8)

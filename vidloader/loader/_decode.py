@@ -21,14 +21,14 @@ import time
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .._errors import DecodeError, VideoError
 from .._types import Size, frame_key
-from ..decoding import Backend, DecodeCounters, ReaderPoolProtocol, put_frame
+from ..decoding import Backend, DecodeCounters, ReaderPoolProtocol, put_frame, yuv420_row_to_rgb
 from ..index import VideoMetadata
 from ..planning import JobSpec, WindowPlan
 from ..storage import stop_reads
@@ -60,7 +60,9 @@ class DecodeStage:
     sequential jobs (the backend must support continuation); None for random access.
     ``timeout``: seconds a job may run (checked between packets). ``size=None``: frames
     at their decoded size (the loader checked that the videos share it); a frame of
-    another size fails with a :class:`DecodeError` naming it."""
+    another size fails with a :class:`DecodeError` naming it. ``row_format``: how frames
+    are held (:mod:`vidloader.decoding._rows`); with ``"yuv420p"`` the cache gets the
+    yuv420p rows and the output rows their :func:`~vidloader.decoding.yuv420_row_to_rgb`."""
 
     def __init__(
         self,
@@ -75,8 +77,10 @@ class DecodeStage:
         max_open_files: int,
         skip_nonref: bool,
         cursors: int | None = None,
+        row_format: str = "rgb24",
     ):
         self.metas = metas
+        self.row_format = row_format
         self.size = size
         self.rotate = rotate
         self.interpolation = interpolation
@@ -136,26 +140,38 @@ class DecodeStage:
         meta = self.metas[job.video]
         rotation = meta.rotation if self.rotate else 0
         done_frames: set[int] = set()
-
+        yuv = self.row_format == "yuv420p"
+        out_size = (int(out.shape[-2]), int(out.shape[-1]))
         crops = spec.crops
 
         def emit(i: int, arr: np.ndarray) -> None:
             if stop is not None and stop.is_set():
                 raise JobStopped(f"{meta.path}: stopped at frame {i}")
-            if crops is not None:  # one cropped row per request: arr is [requests, H, W, 3]
+            if crops is not None:  # one cropped row per request: arr is [requests, *row]
                 for target, row in zip(crops.get(i, ()), arr):
-                    t = put_frame(out, (target.row,) if target.row >= 0 else (), row)
+                    rows_ = (target.row,) if target.row >= 0 else ()
+                    if yuv:
+                        put_frame(out, rows_, yuv420_row_to_rgb(row, out_size))
+                        t = torch.from_numpy(row)
+                    else:
+                        t = put_frame(out, rows_, row)
                     if target.row < 0 and cache is not None:
                         cache.put(target.key, t, 1)
                 done_frames.add(i)
                 return
-            t = put_frame(out, slots.get(i, ()), arr)
+            if yuv:  # the cache keeps the row; the output gets what a cached row becomes
+                put_frame(out, slots.get(i, ()), yuv420_row_to_rgb(arr, out_size))
+                t = torch.from_numpy(arr)
+            else:
+                t = put_frame(out, slots.get(i, ()), arr)
             if store and i in store and cache is not None:
                 cache.put(frame_key(job.video, i), t, store[i])
             done_frames.add(i)
 
         err: VideoError | None = None
-        kw = {} if crops is None else {"crops": {i: [c.box for c in targets] for i, targets in crops.items()}}
+        kw: dict[str, Any] = {"row_format": self.row_format} if yuv else {}
+        if crops is not None:
+            kw["crops"] = {i: [c.box for c in targets] for i, targets in crops.items()}
         try:
             with stop_reads(stop) if stop is not None else contextlib.nullcontext():
                 self.readers.decode_arrays(

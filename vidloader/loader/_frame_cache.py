@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .._errors import DecodeError, VideoError
+from ..decoding import put_frame, yuv420_row_to_rgb
 from ..index import VideoMetadata
 from ..planning import WindowPlan
 
@@ -44,11 +45,17 @@ class FrameCache:
     fragmented: at a 2 GB budget the process held 0.73 GB besides the cache, against 0.38
     GB with the slab (``benchmarks/results/lookahead-memory*.json``). The planner bounds
     the occupancy by ``capacity``; a frame that still finds no free row is kept as a
-    tensor of its own and counted in ``overflow``, never dropped."""
+    tensor of its own and counted in ``overflow``, never dropped.
 
-    def __init__(self, capacity: int, shape: tuple[int, ...]):
+    ``row_format``: what a row holds (:data:`~vidloader.decoding.RowFormat`): ``"rgb24"``
+    frames of ``shape`` (3, H, W), or ``"yuv420p"`` rows that :func:`fill_rows` converts
+    with :func:`~vidloader.decoding.yuv420_row_to_rgb`, as the decode stage does for the
+    rows it delivers itself."""
+
+    def __init__(self, capacity: int, shape: tuple[int, ...], *, row_format: str = "rgb24"):
         self.capacity = max(0, int(capacity))
         self.shape = tuple(shape)
+        self.row_format = row_format
         try:
             self._slab = torch.empty((self.capacity, *self.shape), dtype=torch.uint8)
         except RuntimeError:  # a system without overcommit refuses the reservation: frames are kept one by one
@@ -156,12 +163,18 @@ def fill_rows(
     already failed, so the cache's counts stay exact."""
     t0 = time.perf_counter()
     fill = CacheFill()
+    held = None  # a yuv420p row, converted into ``out[r]`` as the decode stage converts its own
+    if cache is not None and cache.row_format == "yuv420p":
+        held = torch.empty(cache.shape, dtype=torch.uint8)
+    size = (int(out.shape[-2]), int(out.shape[-1]))
     for r in window.cached_rows.tolist():
         video, frame = int(window.videos[r]), int(window.frames[r])
-        value = cache.take_into(window.cache_key(r), out[r]) if cache is not None else None
+        value = cache.take_into(window.cache_key(r), out[r] if held is None else held) if cache is not None else None
         if failed[r]:
             continue
         if value is True:
+            if held is not None:
+                put_frame(out, (r,), yuv420_row_to_rgb(held.numpy(), size))
             fill.hits += 1
             continue
         if not isinstance(value, VideoError):  # defensive: the plan promised this frame

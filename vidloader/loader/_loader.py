@@ -18,7 +18,17 @@ import torch
 
 from .._resume import ResumeField
 from .._types import OnError, SizeLike, check_size
-from ..decoding import Backend, BackendName, Interpolation, check_interpolation, get_backend, read_dataset_frames
+from ..decoding import (
+    Backend,
+    BackendName,
+    Interpolation,
+    RowFormat,
+    check_interpolation,
+    check_row_format,
+    get_backend,
+    read_dataset_frames,
+    row_bytes,
+)
 from ..index import VideoDataset
 from ..planning import DecodeCrop, LookaheadStats
 from ..sampling import FrameSampler, ItemSamplingReport, Sampler, SamplingReport, sampling_report
@@ -113,6 +123,13 @@ class VideoLoader:
             Batches are the same with the cache on or off and after a resume; a frame
             requested twice gets two boxes (the cache then holds each request's row).
             Needs a ``size`` and a backend with ``supports_crop`` (``"pyav"``).
+        row_format: how decoded frames are held until delivery. ``"rgb24"``
+            (default): RGB at ``size``, the exact output of one swscale pass. ``"yuv420p"``
+            (opt-in, ``pyav`` backend, even H and W): YUV 4:2:0 at ``size``, half the bytes,
+            so the look-ahead cache holds twice the frames; every frame, cached or not,
+            is converted to RGB the same way at delivery (batches with the cache on still
+            equal those with it off), but the pixels differ from ``"rgb24"``'s (PSNR
+            27-45 dB; ``benchmarks/README.md``). Batches are uint8 RGB either way.
 
     Distributed: the sampler gives this rank's share; every rank has the same ``len(loader)``.
     Resume (torchdata ``StatefulDataLoader`` conventions): batches before a :meth:`state_dict`
@@ -146,6 +163,7 @@ class VideoLoader:
         fetch: FetchStage | None = None,
         repeat_epochs: bool = False,
         crop: DecodeCrop | None = None,
+        row_format: RowFormat = "rgb24",
     ):
         self.device = check_options(
             on_error=on_error, decode_timeout=decode_timeout, batch_size=batch_size, prefetch=prefetch,
@@ -174,13 +192,19 @@ class VideoLoader:
         self.cache_bytes = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
         if self.cache_bytes < 0:
             raise ValueError(f"cache_bytes must be >= 0 (0: no look-ahead), got {cache_bytes}")
-        capacity = self.cache_bytes // (3 * self.size[0] * self.size[1])
+        self.row_format = check_row_format(row_format)
+        if self.row_format not in getattr(self.backend.capabilities, "row_formats", ("rgb24",)):
+            raise ValueError(f"row_format={self.row_format!r} is not supported by backend={self.backend.name!r}; use backend='pyav' for it")
+        if self.row_format == "yuv420p" and (self.size[0] % 2 or self.size[1] % 2):
+            raise ValueError(f"row_format='yuv420p' needs an even height and width, got size={self.size}")
+        capacity = self.cache_bytes // row_bytes(self.row_format, self.size)
         self._lookahead = capacity > 0 and self._per == 1 and not sequential
         self._shape = PassShape(
             batch_size=self.batch_size, per=self._per, size=self.size, drop_last=bool(drop_last), even=self.even_batches,
             in_flight=1 + -(-self.prefetch // self.plan_batches), pin_memory=self.pin_memory,
             window=self.batch_size * self.plan_batches, capacity=capacity if self._lookahead else 0, sequential=sequential,
             crop=self.crop, rotate=bool(rotate),
+            row_format=self.row_format,
         )  # fmt: skip
         # sequential: one open decoder per video a batch touches, twice over (sequences ending and starting)
         touched = self.batch_size * (self.item_shape[0] if len(self.item_shape) == 2 else 1)
@@ -188,7 +212,7 @@ class VideoLoader:
         self._decode = DecodeStage(
             self.backend, dataset.videos, size=self.size if size is not None else None, rotate=rotate, interpolation=self.interpolation,
             timeout=self.decode_timeout, num_workers=self.num_workers, max_open_files=max_open_files,
-            skip_nonref=skip_nonref, cursors=cursors,
+            skip_nonref=skip_nonref, cursors=cursors, row_format=self.row_format,
         )  # fmt: skip
         self._fetch: FetchStage = fetch if fetch is not None else default_fetch(dataset)
         self._policy = ErrorPolicy(on_error, dataset.videos)
@@ -338,5 +362,6 @@ class VideoLoader:
         return (
             f"VideoLoader({self.sampler!r} on {len(self.dataset.videos)} videos, epoch={self.sampler.epoch}, batch_size="
             f"{self.batch_size}{items}, size={self.size}, num_workers={self.num_workers}, backend={self.backend.name!r}, "
-            f"cache_bytes={self.cache_bytes / 1e9:.2g} GB, on_error={self.on_error!r})"
+            f"cache_bytes={self.cache_bytes / 1e9:.2g} GB, on_error={self.on_error!r}"
+            + (f", row_format={self.row_format!r})" if self.row_format != "rgb24" else ")")
         )

@@ -30,6 +30,7 @@ import torch
 
 from .._errors import VideoError
 from .._types import Size
+from ..decoding import row_bytes
 from ..planning import CropDraw, DecodeCrop
 from ._assemble import BatchAssembler, ErrorPolicy, Window, WindowOutcome, finish_window
 from ._batch import Batch
@@ -125,6 +126,7 @@ class PassShape:
     sequential: bool
     crop: DecodeCrop | None = None  # crop at decode: boxes drawn per request when windows are planned
     rotate: bool = True
+    row_format: str = "rgb24"  # how decoded frames are held (vidloader.decoding.RowFormat)
 
 
 class EpochPass:
@@ -157,7 +159,8 @@ class EpochPass:
         self.fetch = fetch
         self.decode = decode
         # A pass has its own cache: jobs of an abandoned pass still running put into theirs.
-        self.cache = FrameCache(shape.capacity, (3, *shape.size)) if shape.capacity else None
+        row: tuple[int, ...] = (3, *shape.size) if shape.row_format == "rgb24" else (row_bytes(shape.row_format, shape.size),)
+        self.cache = FrameCache(shape.capacity, row, row_format=shape.row_format) if shape.capacity else None
         self.policy = policy
         self.assembler = assembler
         self.deliver = deliver

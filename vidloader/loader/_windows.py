@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from ..decoding import row_bytes
 from ..planning import CropDraw, LookaheadStats, SegmentPlan, WindowPlan, gop_run, plan_lookahead, plan_segment, plan_window
 from ._requests import RequestStream
 
@@ -167,7 +168,7 @@ def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, 
     """The look-ahead figures of ``sampler``'s whole epoch from its start, planned in the
     same segments and windows as a pass of ``shape``, without decoding."""
     per, window, capacity, ahead = shape.per, shape.window, shape.capacity, shape.in_flight
-    frame_bytes = 3 * shape.size[0] * shape.size[1]
+    frame_bytes = row_bytes(shape.row_format, shape.size)
     decoded = plain = hits = peak = 0
     seconds = 0.0
     n = sampler.num_samples(dataset)
