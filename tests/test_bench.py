@@ -75,3 +75,20 @@ def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
 def test_unknown_mode_lists_the_known_ones(tiny_clips, tmp_path):
     with pytest.raises(ValueError, match="available: .*classic"):
         run_bench(data=tiny_clips, modes=["nope"], json_path=None, config=BenchConfig(batch_size=4))
+
+
+def test_stage_table_per_vidloader_mode(tiny_clips, tmp_path, capsys):
+    """Each vidloader mode stores its loader's stage table in the results and prints it."""
+    out = tmp_path / "r.json"
+    cfg = BenchConfig(batch_size=8, workers=2, warmup_rounds=1, timed_rounds=1)
+    run_bench(data=tiny_clips, modes=["exact", "exact-lookahead"], json_path=out, config=cfg, ceiling_seconds=0.2)
+    printed = capsys.readouterr().out
+    modes = json.loads(out.read_text())["workloads"]["custom"]["modes"]
+    rows = ["plan", "fetch", "decode", "convert/scale", "cache copy", "assemble", "transform", "consumer wait"]
+    for name in ("exact", "exact-lookahead"):
+        rec = modes[name]["extra"]["stages"]
+        assert list(rec["stages"]) == rows
+        assert rec["frames_delivered"] == modes[name]["extra"]["frames_delivered"]
+        assert rec["stages"]["convert/scale"]["seconds"] > 0
+    assert modes["exact-lookahead"]["extra"]["stages"]["stages"]["cache copy"]["seconds"] > 0
+    assert printed.count("stages, ms per delivered frame") == 2

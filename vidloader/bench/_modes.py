@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..index import VideoDataset
+from ._stage_table import stage_record
 
 __all__ = ["BenchConfig", "Mode", "ModeResult", "Workload", "MODES", "register_mode", "steady_state"]
 
@@ -184,6 +185,7 @@ def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, sampler=None, *, a
             "packets_sent": st.packets_sent,
             "decode_size": list(size),
             "augmentations": "classic (RandomResizedCrop 0.9-1, ColorJitter 0.5)" if augment else "none",
+            "stages": stage_record(st),
         },
     )
 
@@ -261,6 +263,7 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
         frames_skipped_nonref=st.frames_skipped,
         uss_before_mib=uss[0] / 2**20,
         uss_peak_mib=max(uss) / 2**20,
+        stages=stage_record(st),
     )
     if mark is not None and images > mark[2]:
         m_s, m_st, m_img = mark

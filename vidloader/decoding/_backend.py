@@ -28,6 +28,7 @@ Optional backends are extras (``pip install vidloader[torchcodec]``,
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
@@ -192,7 +193,11 @@ class PyAVArrayReader:
             if size is None and (frame.height, frame.width) != (meta.height, meta.width):
                 odd[i] = (frame.height, frame.width)
                 return
-            emit(i, frame_to_array(frame, size=size, rotation=rotation, interpolation=interpolation))
+            t0 = time.perf_counter()
+            arr = frame_to_array(frame, size=size, rotation=rotation, interpolation=interpolation)
+            counters.convert_seconds += time.perf_counter() - t0
+            counters.frames_converted += 1
+            emit(i, arr)
 
         try:
             self.reader.decode(job, on_frame, counters, decoder=decoder, timeout=timeout, sequential=sequential)
