@@ -87,3 +87,18 @@ def test_yuv420_lookahead_mode_is_opt_in_and_labelled(tiny_clips, tmp_path):
     assert m["images"] == 120 and m["extra"]["row_format"].startswith("yuv420p (opt-in")
     # the cache holds rows of 224*224*3/2 + 2 bytes
     assert m["extra"]["peak_cache_bytes"] % (224 * 224 * 3 // 2 + 2) == 0 and m["extra"]["cache_hits"] > 0
+def test_stage_table_per_vidloader_mode(tiny_clips, tmp_path, capsys):
+    """Each vidloader mode stores its loader's stage table in the results and prints it."""
+    out = tmp_path / "r.json"
+    cfg = BenchConfig(batch_size=8, workers=2, warmup_rounds=1, timed_rounds=1)
+    run_bench(data=tiny_clips, modes=["exact", "exact-lookahead"], json_path=out, config=cfg, ceiling_seconds=0.2)
+    printed = capsys.readouterr().out
+    modes = json.loads(out.read_text())["workloads"]["custom"]["modes"]
+    rows = ["plan", "fetch", "decode", "convert/scale", "cache copy", "assemble", "transform", "consumer wait"]
+    for name in ("exact", "exact-lookahead"):
+        rec = modes[name]["extra"]["stages"]
+        assert list(rec["stages"]) == rows
+        assert rec["frames_delivered"] == modes[name]["extra"]["frames_delivered"]
+        assert rec["stages"]["convert/scale"]["seconds"] > 0
+    assert modes["exact-lookahead"]["extra"]["stages"]["stages"]["cache copy"]["seconds"] > 0
+    assert printed.count("stages, ms per delivered frame") == 2

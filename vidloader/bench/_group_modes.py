@@ -32,6 +32,7 @@ from pathlib import Path
 from .._cache import cache_dir
 from ._data import ClipSpec, generate_clip
 from ._modes import BenchConfig, ModeResult, Workload, loader_rounds, register_mode, steady_state
+from ._stage_table import stage_record
 
 __all__ = ["CAMERAS", "SceneBenchData", "prepare_scene_data"]
 
@@ -146,6 +147,7 @@ def _items_mode(name: str, w: Workload, cfg: BenchConfig, sampler, *, batch_size
         "sampler": repr(sampler),
         "decode_size": [cfg.size, cfg.size],
         "augmentations": "none",
+        "stages": stage_record(st),
     }
     if getattr(sampler, "sequential_access", False):
         extra["open_decoders"] = open_readers

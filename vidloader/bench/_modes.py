@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..index import VideoDataset
+from ._stage_table import stage_record
 
 __all__ = ["BenchConfig", "Mode", "ModeResult", "Workload", "MODES", "register_mode", "steady_state"]
 
@@ -196,6 +197,7 @@ def _vidloader_mode(name: str, w: Workload, cfg: BenchConfig, sampler=None, *, a
             "decode_size": list(size),
             "augmentations": ("classic (RandomResizedCrop 0.9-1, ColorJitter 0.5)" if augment else "none")
             + (", crop at decode" if loader_kwargs.get("crop") is not None else ""),
+            "stages": stage_record(st),
         },
     )
 
@@ -298,6 +300,7 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
         frames_skipped_nonref=st.frames_skipped,
         uss_before_mib=uss[0] / 2**20,
         uss_peak_mib=max(uss) / 2**20,
+        stages=stage_record(st),
     )
     if mark is not None and images > mark[2]:
         m_s, m_st, m_img = mark

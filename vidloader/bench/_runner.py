@@ -18,6 +18,7 @@ from . import _peers  # noqa: F401  (registers the peer modes, group "peers")
 from ._group_modes import prepare_scene_data  # (registers clips, streams, cams: group "groups")
 from ._modes import MODES, BenchConfig, ModeResult, Workload
 from ._remote import RemoteConfig
+from ._stage_table import stage_lines
 
 __all__ = ["run_bench"]
 
@@ -169,6 +170,8 @@ def run_bench(
             r = MODES[name].run(w, cfg)
             entry["modes"][name] = _summarise(r, w, entry)
             console.print(f"    {r.images_per_second:.1f} images/s, A={r.decode_amplification:.2f}")
+            for line in stage_lines(r.extra.get("stages")):
+                console.print(line, markup=False, highlight=False)
             x = r.extra
             if "dry_run" in x:
                 console.print(f"    dry run ({x['cache_bytes'] / 1e9:g} GB): {_dry_line(x['dry_run'])}")

@@ -28,6 +28,7 @@ Optional backends are extras (``pip install vidloader[torchcodec]``,
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
@@ -204,11 +205,15 @@ class PyAVArrayReader:
             if size is None and (frame.height, frame.width) != (meta.height, meta.width):
                 odd[i] = (frame.height, frame.width)
                 return
+            t0 = time.perf_counter()
             if crops is not None:
                 boxes = list(crops.get(i, ()))
-                emit(i, cropped_arrays(frame, boxes, size=size, rotation=rotation, interpolation=interpolation, to_row=to_row))
-                return
-            emit(i, to_row(frame, size=size, rotation=rotation, interpolation=interpolation))
+                arr = cropped_arrays(frame, boxes, size=size, rotation=rotation, interpolation=interpolation, to_row=to_row)
+            else:
+                arr = to_row(frame, size=size, rotation=rotation, interpolation=interpolation)
+            counters.convert_seconds += time.perf_counter() - t0
+            counters.frames_converted += 1
+            emit(i, arr)
 
         try:
             self.reader.decode(job, on_frame, counters, decoder=decoder, timeout=timeout, sequential=sequential)

@@ -235,11 +235,14 @@ class OpenCVReader:
             self._check(i)
             if i not in want:
                 continue
-            ok, bgr = cap.retrieve()
+            t0 = time.perf_counter()
+            ok, bgr = cap.retrieve()  # the colour conversion to BGR
             if not ok or bgr is None:
                 self._next = None
                 raise DecodeError(self.meta.path, f"OpenCV could not convert frame {i}")
             if dsize is not None and (bgr.shape[0], bgr.shape[1]) != dsize:
                 bgr = cv2.resize(bgr, (dsize[1], dsize[0]), interpolation=inter)
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            counters.convert_seconds += time.perf_counter() - t0
+            counters.frames_converted += 1
             emit(i, rotate_array(rgb, rotation))

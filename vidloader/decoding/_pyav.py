@@ -53,13 +53,19 @@ _SWS_NAMES = {name: ("POINT" if name == "nearest" else name.upper()) for name in
 @dataclass
 class DecodeCounters:
     """Work done by decoders. ``frames_decoded`` counts frames the decoder output;
-    ``frames_skipped`` the non-reference frames it dropped undecoded on request."""
+    ``frames_skipped`` the non-reference frames it dropped undecoded on request.
+    ``frames_converted`` and ``convert_seconds``: wanted frames converted to RGB at the
+    output size (colour conversion, scaling, rotation) and the time it took, measured by
+    the array readers around their conversion call (0 for a backend that converts inside
+    its decode call)."""
 
     packets_sent: int = 0
     frames_skipped: int = 0
     frames_decoded: int = 0
     frames_delivered: int = 0
     seeks: int = 0
+    frames_converted: int = 0
+    convert_seconds: float = 0.0
 
     def add(self, other: DecodeCounters) -> None:
         self.packets_sent += other.packets_sent
@@ -67,6 +73,8 @@ class DecodeCounters:
         self.frames_decoded += other.frames_decoded
         self.frames_delivered += other.frames_delivered
         self.seeks += other.seeks
+        self.frames_converted += other.frames_converted
+        self.convert_seconds += other.convert_seconds
 
 
 def check_interpolation(name: str) -> str:

@@ -61,6 +61,7 @@ class WindowOutcome:
     counters: DecodeCounters = field(default_factory=DecodeCounters)
     decode_jobs: int = 0
     decode_seconds: float = 0.0
+    cache_put_seconds: float = 0.0
     cache_hits: int = 0
     cache_fill_seconds: float = 0.0
     wait_seconds: float = 0.0
@@ -115,6 +116,7 @@ def finish_window(window: Window, cache: FrameCache | None, policy: ErrorPolicy,
         outcome.counters.add(res.counters)
         outcome.decode_jobs += 1
         outcome.decode_seconds += res.seconds
+        outcome.cache_put_seconds += res.cache_put_seconds
         if res.error is not None and res.failed_rows:  # an error with no row of this window reaches later ones through the cache
             window.failed[res.failed_rows] = True
             errors.append(RowError(min(res.failed_rows), res.error, res.video, tuple(res.failed_rows)))

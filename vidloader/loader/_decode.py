@@ -44,14 +44,16 @@ class JobStopped(Exception):
 @dataclass(frozen=True, eq=False)
 class JobResult:
     """One finished job: its ``error`` (None if it produced every frame it owed), the
-    output rows left unfilled (``failed_rows``), the decoders' ``counters`` and the
-    ``seconds`` it ran."""
+    output rows left unfilled (``failed_rows``), the decoders' ``counters``, the
+    ``seconds`` it ran and, of those, ``cache_put_seconds`` copying frames into the
+    look-ahead cache."""
 
     video: int
     error: VideoError | None
     failed_rows: list[int]
     counters: DecodeCounters
     seconds: float = 0.0
+    cache_put_seconds: float = 0.0
 
 
 class DecodeStage:
@@ -143,8 +145,10 @@ class DecodeStage:
         yuv = self.row_format == "yuv420p"
         out_size = (int(out.shape[-2]), int(out.shape[-1]))
         crops = spec.crops
+        put_seconds = 0.0
 
         def emit(i: int, arr: np.ndarray) -> None:
+            nonlocal put_seconds
             if stop is not None and stop.is_set():
                 raise JobStopped(f"{meta.path}: stopped at frame {i}")
             if crops is not None:  # one cropped row per request: arr is [requests, *row]
@@ -156,7 +160,9 @@ class DecodeStage:
                     else:
                         t = put_frame(out, rows_, row)
                     if target.row < 0 and cache is not None:
+                        t_put = time.perf_counter()
                         cache.put(target.key, t, 1)
+                        put_seconds += time.perf_counter() - t_put
                 done_frames.add(i)
                 return
             if yuv:  # the cache keeps the row; the output gets what a cached row becomes
@@ -165,7 +171,9 @@ class DecodeStage:
             else:
                 t = put_frame(out, slots.get(i, ()), arr)
             if store and i in store and cache is not None:
+                t_put = time.perf_counter()
                 cache.put(frame_key(job.video, i), t, store[i])
+                put_seconds += time.perf_counter() - t_put
             done_frames.add(i)
 
         err: VideoError | None = None
@@ -196,7 +204,7 @@ class DecodeStage:
                                 cache.put(target.key, lost, 1)
             if not slots:  # only frames for later requests: the error reaches them, not this window
                 err = None
-        return JobResult(job.video, err, failed, counters, time.perf_counter() - t0)
+        return JobResult(job.video, err, failed, counters, time.perf_counter() - t0, put_seconds)
 
     def forget(self) -> None:
         """Drop announced jobs that never started (a pass ends early)."""

@@ -86,6 +86,9 @@ class Recorder:
             s.seeks += c.seeks
             s.decode_jobs += outcome.decode_jobs
             s.decode_seconds += outcome.decode_seconds
+            s.convert_seconds += c.convert_seconds
+            s.frames_converted += c.frames_converted
+            s.cache_put_seconds += outcome.cache_put_seconds
             s.cache_fill_seconds += outcome.cache_fill_seconds
             s.wait_seconds += outcome.wait_seconds
             s.fetch_requests += fetched.requests

@@ -10,12 +10,13 @@ __all__ = ["FileErrors", "LoaderStats"]
 #: messages kept in ``LoaderStats.recent_errors``
 RECENT_ERRORS = 20
 
-#: (stage, its seconds field, its count field, what it counts)
+#: (stage, its seconds field or property, its count field or property, what it counts)
 STAGES: tuple[tuple[str, str, str, str], ...] = (
     ("plan", "planning_seconds", "windows", "windows"),
     ("fetch", "fetch_seconds", "fetch_requests", "requests"),
-    ("decode", "decode_seconds", "decode_jobs", "jobs"),
-    ("cache fill", "cache_fill_seconds", "cache_hits", "rows"),
+    ("decode", "codec_seconds", "decode_jobs", "jobs"),
+    ("convert/scale", "convert_seconds", "frames_converted", "frames"),
+    ("cache copy", "cache_copy_seconds", "cache_copies", "rows"),
     ("assemble", "assemble_seconds", "batches", "batches"),
     ("transform", "transform_seconds", "batches", "batches"),
     ("consumer wait", "wait_seconds", "batches", "batches"),
@@ -58,15 +59,23 @@ class LoaderStats:
       ``fetch_wait_seconds`` the decoders waited for bytes in flight (summed over
       threads); ``fetch_held_bytes`` the byte cache's fill when the last window was
       consumed, ``peak_fetch_held_bytes`` the most it held.
-    - decode: ``decode_jobs`` run, ``decode_seconds`` summed over the decoding threads
-      (decode, colour conversion and scaling, copy into the batch); ``frames_decoded``,
+    - decode: ``decode_jobs`` run, ``decode_seconds`` the jobs' whole time summed over
+      the decoding threads (demuxing, packets through the codec, colour conversion and
+      scaling, copies into the batch and into the look-ahead cache); ``frames_decoded``,
       ``packets_sent``, ``frames_skipped`` (non-reference frames dropped undecoded),
-      ``seeks``.
+      ``seeks``. Of that time: ``convert_seconds`` converting ``frames_converted``
+      wanted frames to RGB at the output size (swscale's colour conversion and resize,
+      rotation; 0 for a backend that converts inside its decode call, torchcodec),
+      ``cache_put_seconds`` copying frames into the look-ahead cache; the rest,
+      ``codec_seconds``, is the stage table's decode row. Each is one ``perf_counter``
+      pair per frame.
     - look-ahead cache: ``cache_hits`` requests served from it, ``cache_fill_seconds``
       copying them into batches, ``frames_kept`` frames decoded ahead and kept,
       ``cache_bytes`` the bytes it held when the last window was consumed (its current
       fill, not the budget: that is the loader's ``cache_bytes``), ``peak_cache_bytes``
-      the most it held.
+      the most it held. The stage table's cache copy row is ``cache_copy_seconds`` =
+      ``cache_put_seconds`` + ``cache_fill_seconds``, over ``cache_copies`` =
+      ``frames_kept`` + ``cache_hits`` rows.
     - assemble: ``batches``, ``assemble_seconds`` (cutting batches, pts, item info);
       ``errors_skipped`` items dropped under ``on_error="skip"``; ``errors_by_file``
       per file path, the items it cost and its first error (:class:`FileErrors`);
@@ -103,6 +112,9 @@ class LoaderStats:
     peak_fetch_held_bytes: int = 0
     decode_jobs: int = 0
     decode_seconds: float = 0.0
+    convert_seconds: float = 0.0
+    frames_converted: int = 0
+    cache_put_seconds: float = 0.0
     cache_fill_seconds: float = 0.0
     assemble_seconds: float = 0.0
     transform_seconds: float = 0.0
@@ -115,6 +127,22 @@ class LoaderStats:
     @property
     def items_per_second(self) -> float:
         return self.items_delivered / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def codec_seconds(self) -> float:
+        """Decode jobs' time outside conversion and cache puts: demuxing, packets through
+        the codec, the per-packet Python work, copies into the batch."""
+        return max(0.0, self.decode_seconds - self.convert_seconds - self.cache_put_seconds)
+
+    @property
+    def cache_copy_seconds(self) -> float:
+        """Copies into the look-ahead cache (decoding threads) and out of it into batches."""
+        return self.cache_put_seconds + self.cache_fill_seconds
+
+    @property
+    def cache_copies(self) -> int:
+        """Rows copied into the look-ahead cache or served from it."""
+        return self.frames_kept + self.cache_hits
 
     @property
     def decode_amplification(self) -> float:
@@ -163,8 +191,10 @@ class LoaderStats:
         return first
 
     def stages(self) -> dict[str, dict[str, float]]:
-        """Per stage: ``seconds``, ``count`` and ``per_frame_ms`` (seconds per delivered
-        frame). Decode seconds are summed over threads, so stages overlap in wall time."""
+        """Per stage (:data:`STAGES`: plan, fetch, decode, convert/scale, cache copy,
+        assemble, transform, consumer wait): ``seconds``, ``count`` and ``per_frame_ms``
+        (seconds per delivered frame). Decode, convert/scale and the cache puts are
+        summed over the decoding threads, so stages overlap in wall time."""
         out = {}
         for stage, sec, cnt, _ in STAGES:
             s = float(getattr(self, sec))
