@@ -479,6 +479,10 @@ def probe_file(
     (recorded); for a local file it is empty (local files are read directly). Files
     decoded from their start, tables taken from a full decode, and containers other than
     MP4/MOV (whose seek index may be read on demand) get one span over the whole file.
+
+    Packet table: a remote MP4/MOV whose H.264/HEVC stream decodes from its packets
+    alone also gets ``extents.packets`` (:class:`PacketTable`; see :func:`_packet_table`
+    for the checks), so that readers need no container header.
     """
     if is_url(path):
         return _probe_remote(str(path), stream, storage_options)
