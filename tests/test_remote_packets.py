@@ -17,7 +17,7 @@ import vidloader as vl
 from vidloader.bench._stores import LocalS3
 from vidloader.decoding import PyAVReader
 from vidloader.decoding._pyav import DecodeCounters
-from vidloader.index import PacketTable, VideoIndex, probe_file, register_packets, unregister_packets
+from vidloader.index import PacketTable, VideoIndex, packets_for, probe_file, register_packets, unregister_packets
 from vidloader.loader import RemoteFetch
 from vidloader.planning import DecodeJob
 from vidloader.storage import set_storage_options
@@ -188,3 +188,17 @@ def test_loader_fetches_no_header_for_packet_files(s3, files):
     assert all(ds.byte_extents(v).packets is not None for v in range(ds.num_videos))
     assert fetch.header_ranges == []
     assert loader.stats().fetch_misses == 0
+
+
+def test_registrations_are_counted():
+    """Two fetch stages over one object: the first to close leaves the other's readers
+    on the packet path."""
+    t = PacketTable(codec="h264", extradata=b"\x01", time_base=Fraction(1, 90000), pos=np.array([0]),
+                    size=np.array([1]), pts=np.array([0]), dts=np.array([0]), key=np.array([True]))  # fmt: skip
+    url = "s3://packet-clips/registered.mp4"
+    register_packets(url, "e1", t)
+    register_packets(url, "e1", t)
+    unregister_packets(url, "e1")
+    assert packets_for(url, "e1") is t and packets_for(url, "e2") is None
+    unregister_packets(url, "e1")
+    assert packets_for(url, "e1") is None

@@ -102,23 +102,33 @@ class PacketTable:
         )
 
 
-_REGISTERED: dict[tuple[str, str | None], PacketTable] = {}
+_REGISTERED: dict[tuple[str, str | None], tuple[PacketTable, int]] = {}  # table, registrations
 _LOCK = threading.Lock()
 
 
 def register_packets(url: str, etag: str | None, table: PacketTable) -> None:
     """Make ``table`` the packets that readers of ``(url, etag)`` decode from (the fetch
-    stage registers the files whose bytes it fetches per GOP, without their header)."""
+    stage registers the files whose bytes it fetches per GOP, without their header).
+    Counted: each registration is undone by one :func:`unregister_packets`."""
+    key = (url, etag or None)
     with _LOCK:
-        _REGISTERED[(url, etag or None)] = table
+        n = _REGISTERED.get(key, (table, 0))[1]
+        _REGISTERED[key] = (table, n + 1)
 
 
 def unregister_packets(url: str, etag: str | None) -> None:
+    key = (url, etag or None)
     with _LOCK:
-        _REGISTERED.pop((url, etag or None), None)
+        got = _REGISTERED.get(key)
+        if got is not None:
+            if got[1] <= 1:
+                del _REGISTERED[key]
+            else:
+                _REGISTERED[key] = (got[0], got[1] - 1)
 
 
 def packets_for(url: str, etag: str | None) -> PacketTable | None:
     """The registered packet table of ``(url, etag)``, or None (open the container)."""
     with _LOCK:
-        return _REGISTERED.get((url, etag or None))
+        got = _REGISTERED.get((url, etag or None))
+    return got[0] if got is not None else None

@@ -210,8 +210,9 @@ class RemoteFetch:
             if not held.header_requested:
                 if self.packets and ext.packets is not None and meta.seekable:
                     # Its GOPs decode from their packet bytes alone: no header to fetch.
-                    register_packets(held.url, held.etag, ext.packets)
-                    self._packet_files[(held.url, held.etag)] = held
+                    if (held.url, held.etag) not in self._packet_files:
+                        register_packets(held.url, held.etag, ext.packets)
+                        self._packet_files[(held.url, held.etag)] = held
                 else:
                     want.extend(self._header(held, ext.header))
                 held.header_requested = True
