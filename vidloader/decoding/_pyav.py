@@ -25,7 +25,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from .._errors import DecodeError, DecodeTimeoutError, IndexMismatchError
-from ..index import VideoMetadata, check_unchanged, demux_packets, open_container
+from ..index import VideoMetadata, check_unchanged, demux_packets, open_container, packets_for
 from ..planning import DecodeJob
 from ._pyav_modes import (
     ContinueMode,
@@ -38,6 +38,7 @@ from ._pyav_modes import (
     frame_of_pts,
 )
 from ._pyav_modes import fmt_frames as _fmt
+from ._packets import PacketSource
 
 __all__ = ["DecodeCounters", "Interpolation", "PyAVReader", "frame_to_array"]
 
@@ -124,6 +125,15 @@ class PyAVReader:
         self.skip_nonref = skip_nonref and meta.codec in _SKIP_NONREF_CODECS
         # A file changed since indexing is named as such, not as whatever opening it fails with.
         check_unchanged(meta)
+        table = packets_for(meta.path, meta.etag or None) if meta.seekable else None
+        # Registered by the fetch stage: GOPs decode from their packet bytes, no container.
+        self._packets = PacketSource(meta, table) if table is not None else None
+        self.decoder_key: tuple[str, bytes] | None = None
+        if self._packets is not None:
+            self._own = self._packets.new_decoder()
+            self.decoder_key = self._packets.decoder_key
+            return
+        self._own = None
         self._container, self._stream = open_container(
             meta.path, meta.stream_index, size=meta.size_bytes, etag=meta.etag or None
         )
@@ -135,6 +145,8 @@ class PyAVReader:
 
     def new_decoder(self):
         """A standalone decoder equivalent to this file's (for ``decoder_key`` sharing)."""
+        if self._packets is not None:
+            return self._packets.new_decoder()
         own = self._stream.codec_context
         cc = av.CodecContext.create(own.name, "r")
         cc.extradata = own.extradata
@@ -143,6 +155,9 @@ class PyAVReader:
 
     def close(self) -> None:
         self._cursor = None
+        if self._packets is not None:
+            self._packets.close()
+            return
         self._container.close()
 
     def frame_of_pts(self, pts: int | None) -> int:
@@ -152,14 +167,17 @@ class PyAVReader:
     @property
     def codec_context(self) -> Any:
         """The stream's own decoder (``av.VideoCodecContext``)."""
-        return self._stream.codec_context
+        return self._own if self._own is not None else self._stream.codec_context
 
     def packets_from_entry(self, entry: int, counters: DecodeCounters):
         """Demux packets starting exactly at keyframe ``entry`` (-1: the file start); counts
         the seek. The first packet is the one with the keyframe's pts, flagged keyframe;
         where a seek does not reach it, an earlier target or the file start does."""
-        meta, s = self.meta, self._stream
         counters.seeks += 1
+        if self._packets is not None:
+            yield from self._packets.packets_from(entry, self._tick)
+            return
+        meta, s = self.meta, self._stream
         if entry < 0:
             self._container.seek(0, stream=s, backward=True)
             yield from demux_packets(self._container, s)
@@ -246,7 +264,7 @@ class PyAVReader:
                 self._decode_continuing(job, wanted, emit_once, counters)
             elif meta.seekable:
                 self._cursor = None
-                cc = decoder if decoder is not None else self._stream.codec_context
+                cc = decoder if decoder is not None else self.codec_context
                 if cc.is_open:
                     cc.flush_buffers()
                 self._run_from_entry(job.entry, cc, lambda: SeekMode(meta, wanted), HeldFrames(emit_once, cc), counters)
@@ -290,7 +308,7 @@ class PyAVReader:
         if cur is not None and wanted[0] >= cur.last and job.entry <= cur.gop + 1:
             cc, packets, kept, outputs, ended, order = cur.cc, cur.packets, cur.held, cur.outputs, cur.ended, cur.order
         else:
-            cc = self._stream.codec_context
+            cc = self.codec_context
             if cc.is_open:
                 cc.flush_buffers()
             packets = None

@@ -4,6 +4,7 @@ from ._frame_table import FrameTable
 from ._dataset import VIDEO_EXTENSIONS, DatasetFingerprint, VideoDataset, expand_paths
 from ._packed import PackedVideos
 from ._extents import ByteExtents
+from ._packets import PacketTable, packets_for, register_packets, unregister_packets
 from ._probe import ProbedVideo, VideoMetadata, check_unchanged, demux_packets, open_container, probe_file, probe_video
 from ._remote import url_prefix
 from ._scenes import SceneDataset, scan_scenes
@@ -17,6 +18,7 @@ __all__ = [
     "DatasetFingerprint",
     "FrameTable",
     "PackedVideos",
+    "PacketTable",
     "ProbedVideo",
     "SceneDataset",
     "TimeLike",
@@ -31,7 +33,10 @@ __all__ = [
     "frames_shown_at",
     "frames_shown_at_ticks",
     "open_container",
+    "packets_for",
     "probe_file",
     "probe_video",
+    "register_packets",
+    "unregister_packets",
     "url_prefix",
 ]

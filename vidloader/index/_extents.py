@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._packets import PacketTable
+
 __all__ = ["ByteExtents", "gop_extents", "whole_file_extents"]
 
 
@@ -29,6 +31,8 @@ class ByteExtents:
       the GOP's last frames). Non-decreasing.
     - ``stream_start``: the first byte of the stream's first packet (decodes from the
       file start, entry -1).
+    - ``packets``: the stream's :class:`PacketTable` where a GOP decodes exactly from its
+      packet bytes alone (no header needed), else None.
     """
 
     size: int
@@ -36,13 +40,16 @@ class ByteExtents:
     gop_start: np.ndarray
     gop_end: np.ndarray
     stream_start: int
+    packets: PacketTable | None = None
 
     def __repr__(self) -> str:
-        return f"ByteExtents(size={self.size}, header={self.header.tolist()}, gops={self.gop_start.shape[0]})"
+        packets = "" if self.packets is None else f", packets={len(self.packets)}"
+        return f"ByteExtents(size={self.size}, header={self.header.tolist()}, gops={self.gop_start.shape[0]}{packets})"
 
     @property
     def nbytes(self) -> int:
-        return int(self.header.nbytes + self.gop_start.nbytes + self.gop_end.nbytes)
+        extra = self.packets.nbytes if self.packets is not None else 0
+        return int(self.header.nbytes + self.gop_start.nbytes + self.gop_end.nbytes + extra)
 
     def span(self, entry: int, last_entry: int) -> tuple[int, int]:
         """Bytes ``[start, end)`` that decoding from keyframe entry ``entry`` (-1: the file

@@ -30,7 +30,9 @@ JSON header, then sections aligned to 64 bytes, each described in the header. Fo
 - ``remote`` (one :data:`REMOTE` record per video that has an ETag or stored byte
   extents; the record's ``remote`` column is its position + 1, 0 for none), ``etags``
   (uint8) and ``extents`` (int64: per video its header ranges, then ``gop_start``, then
-  ``gop_end``).
+  ``gop_end``); ``packets_off`` (int64, remote records + 1) and ``packets`` (uint8): each
+  remote record's :class:`PacketTable` blob, empty for none (absent in files written
+  before them, which load without packet tables).
 
 Formats 1 and 2 (a :data:`RECORD` of 200-odd bytes per video and 6 int64 descriptors
 per table, or 5 in format 1, every table in ``tables``, full paths; format 2 with a
@@ -60,6 +62,7 @@ import numpy as np
 
 from ..storage import is_url
 from ._extents import ByteExtents
+from ._packets import PacketTable
 from ._frame_table import FrameTable
 from ._probe import VideoMetadata
 
@@ -213,6 +216,8 @@ def write_packed(
     etag_off = 0
     spill = tempfile.TemporaryFile()  # the extents, written as they are read
     ext_len = 0
+    pspill = tempfile.TemporaryFile()  # the packet tables, likewise
+    packets_off: list[int] = [0]
     counts = np.zeros(n, dtype=np.int64)
     table_len = 0
     for i, m in enumerate(videos):
@@ -250,6 +255,9 @@ def write_packed(
                 for part in parts:
                     spill.write(part.tobytes())
                     ext_len += part.size
+            blob = x.packets.to_bytes() if x is not None and x.packets is not None else b""
+            pspill.write(blob)
+            packets_off.append(packets_off[-1] + len(blob))
             remote.append(tuple(e))
             row["remote"] = len(remote)
         for c in COLUMNS:
@@ -311,6 +319,8 @@ def write_packed(
         "remote": (REMOTE.descr, [len(remote)], remote_arr.nbytes),
         "etags": ("|u1", [etag_off], etag_off),
         "extents": ("<i8", [ext_len], 8 * ext_len),
+        "packets_off": ("<i8", [len(packets_off)], 8 * len(packets_off)),
+        "packets": ("|u1", [packets_off[-1]], packets_off[-1]),
     })  # fmt: skip
     header: dict[str, Any] = {
         "format": PACK_FORMAT, "videos": n, "frames": int(offsets[-1]), "names": list(names), "columns": specs,
@@ -358,6 +368,11 @@ def write_packed(
             f.seek(layout["extents"]["offset"])
             spill.seek(0)
             shutil.copyfileobj(spill, f)
+            f.seek(layout["packets_off"]["offset"])
+            f.write(np.asarray(packets_off, dtype="<i8").tobytes())
+            f.seek(layout["packets"]["offset"])
+            pspill.seek(0)
+            shutil.copyfileobj(pspill, f)
             f.truncate(max(pos, f.tell()))
         os.replace(tmp, path)
     except BaseException:
@@ -366,6 +381,7 @@ def write_packed(
         raise
     finally:
         spill.close()
+        pspill.close()
 
 
 def _dtype(spec: Any) -> np.dtype:
@@ -435,6 +451,8 @@ class PackedVideos(Sequence[VideoMetadata]):
         self._remote = sections.get("remote")  # format 1: none
         self._etags = sections.get("etags")
         self._extents = sections.get("extents")
+        self._packets_off = sections.get("packets_off")  # files written before packet tables: none
+        self._packets = sections.get("packets")
         self._names: list[str] = list(self.header["names"])
         self._n = int(self.offsets.shape[0]) - 1
         if self._format >= 3:
@@ -639,8 +657,16 @@ class PackedVideos(Sequence[VideoMetadata]):
         h = data[off : off + 2 * header_n].reshape(-1, 2)
         o = off + 2 * header_n
         return ByteExtents(
-            size=size, header=h, gop_start=data[o : o + gops_n], gop_end=data[o + gops_n : o + 2 * gops_n], stream_start=stream_start
+            size=size, header=h, gop_start=data[o : o + gops_n], gop_end=data[o + gops_n : o + 2 * gops_n], stream_start=stream_start,
+            packets=self._packet_table(self._column(v, "remote") - 1 if self._format >= 3 else -1),
         )
+
+    def _packet_table(self, r: int) -> PacketTable | None:
+        """The packet table of remote record ``r``, or None (none stored)."""
+        if self._packets_off is None or self._packets is None or r < 0 or r + 1 >= self._packets_off.shape[0]:
+            return None
+        a, b = int(self._packets_off[r]), int(self._packets_off[r + 1])
+        return PacketTable.from_bytes(self._packets[a:b].tobytes()) if b > a else None
 
     def __repr__(self) -> str:
         return f"PackedVideos({self.path!r}, videos={len(self)})"

@@ -12,6 +12,7 @@ table is taken from what the decoder really outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from .._errors import (
 from ..storage import HeldBytes, is_url, open_remote, store_for
 from ._extents import ByteExtents, gop_extents, whole_file_extents
 from ._frame_table import FrameTable
+from ._packets import PacketTable
 from ._remote_file import ProbeFile, mdat_payloads
 
 __all__ = ["ProbedVideo", "VideoMetadata", "check_unchanged", "demux_packets", "probe_file", "probe_video", "open_container"]
@@ -477,6 +479,10 @@ def probe_file(
     (recorded); for a local file it is empty (local files are read directly). Files
     decoded from their start, tables taken from a full decode, and containers other than
     MP4/MOV (whose seek index may be read on demand) get one span over the whole file.
+
+    Packet table: a remote MP4/MOV whose H.264/HEVC stream decodes from its packets
+    alone also gets ``extents.packets`` (:class:`PacketTable`; see :func:`_packet_table`
+    for the checks), so that readers need no container header.
     """
     if is_url(path):
         return _probe_remote(str(path), stream, storage_options)
@@ -518,11 +524,21 @@ def _probe_remote(url: str, stream: int | None, storage_options: dict[str, Any] 
         zeroed.zero_media = True
         return _open_stream(url, zeroed, s.index, options=_PACKET_TABLE_OPTIONS)
 
+    def read_bytes(pos: int, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            got = held.read(pos + len(out), n - len(out), _PROBE_READ_AHEAD)
+            if not got:
+                break
+            out += got
+        return out
+
     try:
         budget = max(0, int(_VERIFY_SHARE * info.size) - held.nbytes) if payloads else None
         return _probe(
             url, info.size, info.mtime_ns, info.etag, header, container, s,
             packet_table=packet_table if payloads else None, verify_budget=budget,
+            read_bytes=read_bytes if payloads else None,
         )
     except VideoError:
         raise
@@ -540,7 +556,10 @@ def _reorder_depth(rank: np.ndarray) -> int:
     return max(0, int((np.arange(rank.shape[0]) - rank).max()))
 
 
-def _extents(container, s, meta: VideoMetadata, header: np.ndarray, ppts, ppos, psize, discarded: bool) -> ByteExtents:
+def _extents(
+    container, s, meta: VideoMetadata, header: np.ndarray, ppts, ppos, psize, discarded: bool, packets: PacketTable | None = None
+) -> ByteExtents:
+    """The file's extents; ``packets`` are kept only where the extents are exact."""
     whole = whole_file_extents(size=meta.size_bytes, header=header, num_keyframes=meta.num_keyframes)
     exact = (
         meta.indexed_by == "packets"
@@ -556,7 +575,7 @@ def _extents(container, s, meta: VideoMetadata, header: np.ndarray, ppts, ppos, 
     rank = meta.searchsorted_pts(np.asarray(ppts, dtype=np.int64))
     cc = s.codec_context
     depth = max(int(getattr(cc, "reorder_depth", 0) or 0), int(bool(cc.has_b_frames)), _reorder_depth(rank))
-    return gop_extents(
+    x = gop_extents(
         size=meta.size_bytes,
         header=header,
         pos=np.asarray(ppos, dtype=np.int64),
@@ -565,6 +584,61 @@ def _extents(container, s, meta: VideoMetadata, header: np.ndarray, ppts, ppos, 
         key_ranks=meta.keyframes,
         delay=depth + 1,
     )
+    return x if packets is None else dataclasses.replace(x, packets=packets)
+
+
+# Decoders fully described by (name, extradata): a GOP decodes from its packets alone.
+_PACKET_CODECS = frozenset({"h264", "hevc"})
+
+
+def _packet_table(s, first, ppts, pdts, pkey, ppos, psize, read_bytes) -> PacketTable | None:
+    """The stream's :class:`PacketTable` where a standalone decoder built from (codec
+    name, extradata) decodes it as the container path does; else None. Checked on the
+    first packet: decoded alone (and drained), its frame must equal ``first`` (the
+    container's first frame) in pts, format, colour properties and RGB pixels. Packets
+    with side data (a new sample description, ...) are not described by the table:
+    the caller passes None for ``ppos`` then."""
+    cc = s.codec_context
+    extradata = bytes(cc.extradata or b"")
+    if cc.name not in _PACKET_CODECS or not extradata or ppos is None:
+        return None
+    if None in pdts or None in ppos or None in ppts:
+        return None
+    table = PacketTable(
+        codec=cc.name,
+        extradata=extradata,
+        time_base=Fraction(s.time_base.numerator, s.time_base.denominator),
+        pos=np.asarray(ppos, dtype=np.int64),
+        size=np.asarray(psize, dtype=np.int64),
+        pts=np.asarray(ppts, dtype=np.int64),
+        dts=np.asarray(pdts, dtype=np.int64),
+        key=np.asarray(pkey, dtype=bool),
+    )
+    if not table.key[0]:
+        return None
+    data = read_bytes(int(table.pos[0]), int(table.size[0]))
+    if len(data) != int(table.size[0]):
+        return None
+    try:
+        dec: Any = av.CodecContext.create(table.codec, "r")  # a video decoder
+        dec.extradata = table.extradata
+        dec.thread_count = 1
+        packet = av.Packet(data)
+        packet.pts, packet.dts, packet.is_keyframe = int(table.pts[0]), int(table.dts[0]), True
+        packet.time_base = s.time_base
+        frames = list(dec.decode(packet)) + list(dec.decode(None))
+    except av.FFmpegError:
+        return None
+    if not frames:
+        return None
+    f = frames[0]
+
+    def props(x):
+        return (x.pts, x.format.name, x.width, x.height, x.color_range, x.colorspace, x.color_primaries, x.color_trc)
+
+    if props(f) != props(first) or not np.array_equal(f.to_ndarray(format="rgb24"), first.to_ndarray(format="rgb24")):
+        return None
+    return table
 
 
 def _packets_to_verify(ppts: list, psize: list[int], budget: int) -> int:
@@ -577,7 +651,7 @@ def _packets_to_verify(ppts: list, psize: list[int], budget: int) -> int:
 
 def _probe(
     path: str, size: int, mtime_ns: int, etag: str, header: np.ndarray, container, s, *, packet_table=None,
-    verify_budget=None,
+    verify_budget=None, read_bytes=None,
 ) -> ProbedVideo:
     """Steps of indexing on an open container. Remote MP4/MOV files: ``packet_table()``
     opens the container step 1 demuxes (no media byte fetched); ``verify_budget`` bounds
@@ -587,7 +661,7 @@ def _probe(
         raise VideoOpenError(path, "video stream has no time base")
     # 1. Demux packets only.
     ppts, pdts, pkey, pend, ppos, psize = [], [], [], [], [], []
-    discarded = False
+    discarded = side_data = False
     demuxer, ds = packet_table() if packet_table is not None else (container, s)
     try:
         for packet in demux_packets(demuxer, ds):
@@ -601,6 +675,7 @@ def _probe(
             pkey.append(packet.is_keyframe)
             ppos.append(packet.pos)
             psize.append(packet.size)
+            side_data = side_data or any(True for _ in packet.iter_sidedata())
             if packet.pts is not None:
                 pend.append(packet.pts + (packet.duration or 0))
     except av.FFmpegError as e:
@@ -725,4 +800,7 @@ def _probe(
         indexed_by=how,
         etag=etag,
     )
-    return ProbedVideo(meta, _extents(container, s, meta, header, ppts, ppos, psize, discarded))
+    packets = None
+    if read_bytes is not None and how == "packets" and seekable and not discarded:
+        packets = _packet_table(s, first, ppts, pdts, pkey, None if side_data else ppos, psize, read_bytes)
+    return ProbedVideo(meta, _extents(container, s, meta, header, ppts, ppos, psize, discarded, packets))

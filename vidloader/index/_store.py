@@ -10,7 +10,9 @@ format version is indexed again. A file whose size or mtime changed is re-indexe
 whose file vanished are reported by :meth:`VideoIndex.vanished`.
 
 Each entry's :class:`ByteExtents` lie in a table of their own (``extents``, created
-where missing: index files written before it still open), read one file at a time.
+where missing: index files written before it still open), read one file at a time; their
+packet tables (:class:`PacketTable`, remote MP4/MOV files whose GOPs decode from their
+packets alone) in ``packets``, likewise created where missing.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .._errors import VideoError, VideoOpenError
 from ..storage import ObjectInfo, is_url
 from ._extents import ByteExtents
 from ._frame_table import FrameTable
+from ._packets import PacketTable
 from ._probe import ProbedVideo, VideoMetadata
 from ._probe import probe_file as probe_video  # what indexing calls per file (a module global: tests count calls)
 from ._remote import object_identities
@@ -73,6 +76,21 @@ CREATE TABLE IF NOT EXISTS extents (
     header BLOB NOT NULL,
     gop_start BLOB NOT NULL,
     gop_end BLOB NOT NULL,
+    PRIMARY KEY (path, stream)
+)
+"""
+
+
+# The packet tables of entries whose GOPs decode from their packets alone (PacketTable
+# blob, its own layout byte); absent in index files written before: those open, and
+# their entries decode through the container.
+_PACKETS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS packets (
+    path TEXT NOT NULL,
+    stream INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    blob BLOB NOT NULL,
     PRIMARY KEY (path, stream)
 )
 """
@@ -164,6 +182,7 @@ class VideoIndex:
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
         self._db.execute(_EXTENTS_SCHEMA)
+        self._db.execute(_PACKETS_SCHEMA)
         self._db.commit()
 
     def close(self) -> None:
@@ -223,6 +242,14 @@ class VideoIndex:
         if extents is not None:
             rows = [_extents_row(m, x, key) for m, x in zip(metas, extents) if x is not None]
             self._db.executemany("INSERT OR REPLACE INTO extents VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            stored = [(m, x) for m, x in zip(metas, extents) if x is not None]
+            self._db.executemany(
+                "INSERT OR REPLACE INTO packets VALUES (?,?,?,?,?)",
+                [(m.path, key, m.size_bytes, m.etag, x.packets.to_bytes()) for m, x in stored if x.packets is not None],
+            )
+            self._db.executemany(
+                "DELETE FROM packets WHERE path=? AND stream=?", [(m.path, key) for m, x in stored if x.packets is None]
+            )
         self._db.commit()
 
     def extents(self, meta: VideoMetadata, stream: int | None = None) -> ByteExtents | None:
@@ -238,12 +265,19 @@ class VideoIndex:
         size, mtime_ns, etag, stream_start, header, gop_start, gop_end = row
         if size != meta.size_bytes or etag != meta.etag or (not etag and mtime_ns != meta.mtime_ns):
             return None
+        packets = None
+        prow = self._db.execute(
+            "SELECT size, etag, blob FROM packets WHERE path=? AND stream=?", (meta.path, -1 if stream is None else stream)
+        ).fetchone()
+        if prow is not None and prow[0] == meta.size_bytes and prow[1] == meta.etag and meta.etag:
+            packets = PacketTable.from_bytes(prow[2])
         return ByteExtents(
             size=int(size),
             header=np.frombuffer(header, dtype="<i8").reshape(-1, 2),
             gop_start=np.frombuffer(gop_start, dtype="<i8"),
             gop_end=np.frombuffer(gop_end, dtype="<i8"),
             stream_start=int(stream_start),
+            packets=packets,
         )
 
     def vanished(self, *, storage_options: dict | None = None) -> list[str]:
@@ -259,6 +293,7 @@ class VideoIndex:
         gone = self.vanished()
         self._db.executemany("DELETE FROM videos WHERE path=?", [(p,) for p in gone])
         self._db.executemany("DELETE FROM extents WHERE path=?", [(p,) for p in gone])
+        self._db.executemany("DELETE FROM packets WHERE path=?", [(p,) for p in gone])
         self._db.commit()
         return gone
 

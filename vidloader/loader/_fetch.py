@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..index import register_packets, unregister_packets
 from ..planning import WindowPlan
 from .._cache import cache_dir as cache_dir_root
 from ..storage import ByteBudget, HeaderCache, HeldBytes, HeldCounters, is_url, register_held, store_for, unregister_held
@@ -129,6 +130,11 @@ class RemoteFetch:
     keyed by URL and ETag; None: fetched every time a file is first used). A cached
     header reaches the decoders only after a read of the object with ``If-Match`` (its
     first span, or one byte) succeeded: a replaced object never decodes from it.
+    With ``packets`` (default), a file whose extents carry a
+    :class:`~vidloader.index.PacketTable` needs no header: its readers decode each GOP
+    from its packet bytes with a standalone decoder, frames identical to the container
+    path (registered with :func:`~vidloader.index.register_packets` until :meth:`close`);
+    ``packets=False`` opens every file through its container.
     Local paths in the dataset are skipped: the decoder reads them directly.
     """
 
@@ -141,11 +147,15 @@ class RemoteFetch:
         gap: int = 256 << 10,
         max_request: int = 4 << 20,
         headers: HeaderCache | None | Literal["default"] = "default",
+        packets: bool = True,
     ):
         if not isinstance(gap, int) or gap < 0:
             raise ValueError(f"gap={gap!r}: must be an integer >= 0 (bytes)")
         if not isinstance(max_request, int) or max_request < 1:
             raise ValueError(f"max_request={max_request!r}: must be an integer >= 1 (bytes)")
+        if not isinstance(packets, bool):
+            raise ValueError(f"packets={packets!r}: must be True or False")
+        self.packets = packets
         self.max_request = max_request
         self.dataset = dataset
         self.gap = gap
@@ -166,6 +176,7 @@ class RemoteFetch:
         self.header_hits = 0
         self._uncached: dict[int, tuple[HeldBytes, np.ndarray]] = {}  # headers fetched, not yet cached
         self._validate: dict[int, tuple[list[concurrent.futures.Future], list[bytes]]] = {}  # cached headers, unchecked
+        self._packet_files: dict[tuple[str, str | None], HeldBytes] = {}  # objects whose readers decode from the packet table
 
     def __repr__(self) -> str:
         where = "memory" if self.budget.folder is None else str(self.budget.folder)
@@ -197,7 +208,13 @@ class RemoteFetch:
             last_entry = int(meta.keyframe_before(last)) if meta.seekable else -1
             want = spans.setdefault(job.video, [])
             if not held.header_requested:
-                want.extend(self._header(held, ext.header))
+                if self.packets and ext.packets is not None and meta.seekable:
+                    # Its GOPs decode from their packet bytes alone: no header to fetch.
+                    if (held.url, held.etag) not in self._packet_files:
+                        register_packets(held.url, held.etag, ext.packets)
+                        self._packet_files[(held.url, held.etag)] = held
+                else:
+                    want.extend(self._header(held, ext.header))
                 held.header_requested = True
             if meta.seekable:
                 want.append(ext.span(job.entry, last_entry))
@@ -277,6 +294,9 @@ class RemoteFetch:
         return Fetched(misses=misses, miss_bytes=miss_bytes, wait_seconds=wait, held_bytes=self.budget.used)
 
     def close(self) -> None:
+        for url, etag in self._packet_files:
+            unregister_packets(url, etag)
+        self._packet_files.clear()
         for held in self._held.values():
             unregister_held(held)
             held.close()
