@@ -412,7 +412,7 @@ def _plot_steady(ax, title: str, st: dict) -> None:
     ax.set_title(f"{title}: epoch per window", fontsize=10)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7)
+    ax.legend(h1 + h2, l1 + l2, fontsize=6, loc="lower left")
 
 
 def _plot_sweep(results: dict, path: Path, plt) -> None:
