@@ -70,7 +70,13 @@ def epoch_plan(loader: Any) -> LookaheadPlan:
     ahead. No decoding."""
     sampler = loader.sampler.at_epoch(loader.sampler.epoch)
     n = min(sampler.num_samples(loader.dataset), _SEGMENT)
-    ids = np.concatenate([np.zeros(0, np.int64), *sampler.blocks(loader.dataset, 0)])[:n]
+    parts, have = [np.zeros(0, np.int64)], 0
+    for block in sampler.blocks(loader.dataset, 0):  # the first segment's requests only
+        parts.append(np.asarray(block, dtype=np.int64))
+        have += parts[-1].shape[0]
+        if have >= n:
+            break
+    ids = np.concatenate(parts)[:n]
     videos, frames = loader.dataset.locate(ids)
     h, w = loader.size
     return plan_lookahead(
