@@ -214,7 +214,7 @@ def _exact_noskip(w: Workload, cfg: BenchConfig) -> ModeResult:
 
 @register_mode(
     "exact-lookahead",
-    "(b+) exact uniform + look-ahead cache (2 GB), decoded to 224x224, augmentations of (a) on it; whole epoch timed",
+    "(b+) exact uniform + look-ahead cache (2 GB), decoded to 224x224, augmentations of (a) on it; whole epoch timed, or a steady-state stretch of a long one",
     urls=True,
 )
 def _exact_lookahead(w: Workload, cfg: BenchConfig) -> ModeResult:
@@ -252,9 +252,10 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
     ``iter(loader)`` (planning, file opening and the warm-up included) to its last batch,
     with A from the counters over the epoch. Also reported: the stretch after a warm-up
     of the first ``min(capacity, N / 4)`` requests (whole batches), with its own counted
-    A. Epochs longer than ``cfg.lookahead_timed_max`` requests get the dry run only,
-    unless ``cfg.full`` (they take tens of minutes on a small machine). ``untimed(batch)``
-    runs outside the clock. ``loader_kwargs``: more VideoLoader options (``row_format``)."""
+    A. Epochs longer than ``cfg.lookahead_timed_max`` requests, unless ``cfg.full`` (they
+    take tens of minutes on a small machine), get a steady-state stretch instead
+    (:mod:`vidloader.bench._steady`). ``untimed(batch)`` runs outside the clock.
+    ``loader_kwargs``: more VideoLoader options (``row_format``, ``crop``)."""
     from ..decoding import row_bytes
     from ..loader import VideoLoader
     from ..sampling import UniformFrames
@@ -267,8 +268,9 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
         dry = loader.plan_stats()
         extra = {"dry_run": dry.as_dict(), "cache_bytes": cfg.cache_bytes, "decode_size": [cfg.size, cfg.size]}
         if not (cfg.full or dry.requests <= cfg.lookahead_timed_max):
-            extra["timed"] = False
-            return ModeResult(name, w.name, float("nan"), 0, 0.0, dry.amplification, False, extra=extra)
+            from ._steady import steady_result
+
+            return steady_result(name, w, loader, extra, untimed=untimed)
         capacity = cfg.cache_bytes // row_bytes(loader.row_format, (cfg.size, cfg.size))
         warm_batches = max(1, -(-min(capacity, dry.requests // 4) // cfg.batch_size))
         uss = [_uss()]

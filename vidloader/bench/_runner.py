@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,6 +37,7 @@ def run_bench(
     *,
     data: list[str] | None = None,
     full: bool = False,
+    whole_epoch: bool = False,
     modes: list[str] | None = None,
     workloads: list[str] | None = None,
     json_path: str | os.PathLike | None = "bench-results.json",
@@ -48,6 +50,10 @@ def run_bench(
     storage_options: dict | None = None,
 ) -> dict:
     """Run the bench; returns the results dict (also written to ``json_path``).
+    ``whole_epoch`` (implied by ``full``): time exact-lookahead over the whole epoch on
+    every workload; otherwise an epoch longer than ``config.lookahead_timed_max`` requests
+    is timed over a steady-state stretch after its cache fills (``vidloader/bench/_steady.py``),
+    reported as such.
     ``peers``: run the peer comparison (modes of group "peers") instead of the main modes.
     ``modes=["scale"]``: index memory, open time and time to the first batch from 10^3 to
     10^9 frames (see ``vidloader/bench/_scale.py``), written to ``json_path`` and plotted.
@@ -65,6 +71,8 @@ def run_bench(
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
     cfg = config or BenchConfig(full=full)
+    if whole_epoch or full:
+        cfg.lookahead_timed_max = sys.maxsize
     if full:
         cfg.timed_rounds = max(cfg.timed_rounds, 4)
         cfg.rho_pairs = max(cfg.rho_pairs, 128)
@@ -175,7 +183,9 @@ def run_bench(
             x = r.extra
             if "dry_run" in x:
                 console.print(f"    dry run ({x['cache_bytes'] / 1e9:g} GB): {_dry_line(x['dry_run'])}")
-                if x.get("timed"):
+                if x.get("timing") == "steady state":
+                    _print_steady(console, x["steady"], w.ceiling_fps)
+                elif x.get("timed"):
                     console.print(
                         f"    whole epoch, counters: A={r.decode_amplification:.2f}, {x['cache_hits']} cache hits, "
                         f"{x['frames_kept']} frames kept, peak cache {x['peak_cache_bytes'] / 1e9:.2f} GB, "
@@ -188,7 +198,7 @@ def run_bench(
                             f"images/s, A={x['after_warmup_amplification']:.2f} (counted over that stretch)"
                         )
                 else:
-                    console.print("    not timed: this epoch is long; `vidloader bench --full` times it")
+                    console.print("    not timed: this epoch is long; `vidloader bench --whole-epoch` times it")
             for row in x.get("sweep", ()):
                 console.print(f"    budget {row['budget_gb']:g} GB: {_dry_line(row)}")
             if "clips_per_second" in r.extra:
@@ -222,6 +232,30 @@ def _dry_line(d: dict) -> str:
         f"A={d['amplification']:.2f} (no look-ahead {d['plain_amplification']:.2f}; planned estimate), "
         f"hit rate {d['hit_rate']:.1%}, peak cache {d['peak_cache_bytes'] / 1e9:.2f} GB, planned in {d['seconds']:.1f} s"
     )
+
+
+def _print_steady(console, st: dict, ceiling_fps: float) -> None:
+    """The steady-stretch lines of a look-ahead mode (see ``vidloader/bench/_steady.py``)."""
+    s, e = st["first_window"], st["first_window"] + st["windows"]
+    n_win = len(st["planned_decoded_per_window"])
+    ratio = st["amplification"] / st["planned_amplification"] if st["planned_amplification"] else float("nan")
+    cache = st["counted_cache_frames_per_window"]
+    lines = (
+        f"    {st['label']} (windows [{s}, {e}) of {n_win}; chosen by the plan: {st['rule']}): {st['images_per_second']:.1f} "
+        f"images/s, x ceiling {st['images_per_second'] / ceiling_fps:.3f}, A={st['amplification']:.2f} counted over the stretch",
+        f"    warm-up before it (decoded, not timed): {st['warmup_seconds']:.0f} s; over the stretch: counted A {st['amplification']:.2f} "
+        f"vs planned {st['planned_amplification']:.2f} (counted/planned {ratio:.2f}; the epoch's planned A {st['epoch_planned_amplification']:.2f}), "
+        f"cache {cache[-1] if cache else 0} frames at its end (plan {st['planned_occupancy_per_window'][e - 1]}, "
+        f"at least {st['min_occupancy_of_peak']:.0%} of the plan's peak in it); `--whole-epoch` times the whole epoch",
+    ) + (() if st["plan_matches_dry_run"] else ("    (the plan rebuilt for the stretch differs from the dry run's: its figures are estimates)",))
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+
+
+def _mode_label(name: str, d: dict) -> str:
+    """The table's mode cell: a steady stretch says so."""
+    st = d.get("extra", {}).get("steady")
+    return f"{name} ({st['label']})" if st else name
 
 
 def _summarise(r: ModeResult, w: Workload, entry: dict) -> dict:
@@ -259,12 +293,17 @@ def _print_table(console, results: dict) -> None:
                 a = f"{d['decode_amplification']:.2f} (dry run)"
                 t.add_row(wname, name, "not timed", "", "", a, tv, beff, "")
                 continue
-            t.add_row(wname, name, f"{d['images_per_second']:.1f}", rc, f"{d['ratio_to_ceiling']:.3f}", a, tv, beff, ok)
+            t.add_row(wname, _mode_label(name, d), f"{d['images_per_second']:.1f}", rc, f"{d['ratio_to_ceiling']:.3f}", a, tv, beff, ok)
         t.add_section()
     console.print(t)
 
 
 def _plot(results: dict, path) -> None:
+    """Panels, each drawn when the run measured what it shows: images/s per mode and
+    workload (hatched: a steady-state stretch, not the whole epoch); x ceiling and
+    counted A per mode; the look-ahead epoch of a steady-stretch row (planned and counted
+    A and cache fill per window, the timed stretch shaded); the ChunkTiles sweep (two
+    chunk sizes or more, ``--full``)."""
     try:
         import matplotlib
 
@@ -274,10 +313,17 @@ def _plot(results: dict, path) -> None:
         return
     wls = list(results["workloads"])
     modes = [m for m in MODES if any(m in e["modes"] for e in results["workloads"].values())]
+    timed = [m for m in modes if any(e["modes"].get(m, {}).get("images") for e in results["workloads"].values())]
     chunked = [m for m in modes if m.startswith("chunk-")]
-    ncols = 2 if chunked else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(5 + 1.1 * len(modes) + 5 * (ncols - 1), 4.8), squeeze=False)
-    ax = axes[0][0]
+    steady = [(w, m, d["extra"]["steady"]) for w, e in results["workloads"].items() for m, d in e["modes"].items() if "steady" in d.get("extra", {})]
+    panels = ["speed"] + (["ratio"] if timed else []) + [f"steady{k}" for k in range(len(steady))] + (["chunks"] if len(chunked) > 1 else [])
+    width_of = {"speed": 5 + 1.1 * len(modes), "ratio": 4 + 1.0 * len(timed), "chunks": 5.5}
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(sum(width_of.get(p, 6.5) for p in panels), 4.8), squeeze=False,
+        gridspec_kw={"width_ratios": [width_of.get(p, 6.5) for p in panels]},
+    )  # fmt: skip
+    ax_of = dict(zip(panels, axes[0]))
+    ax = ax_of["speed"]
     width = 0.8 / max(1, len(wls))
     for k, wname in enumerate(wls):
         e = results["workloads"][wname]
@@ -285,13 +331,21 @@ def _plot(results: dict, path) -> None:
         ys = [e["modes"].get(m, {}).get("images_per_second", 0) or 0 for m in modes]
         ys = [0 if y != y else y for y in ys]  # modes with a dry run only
         bars = ax.bar(xs, ys, width, label=wname)
+        for bar, m in zip(bars.patches, modes):
+            if "steady" in e["modes"].get(m, {}).get("extra", {}):
+                bar.set_hatch("//")
+                ax.annotate("steady\nstretch", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=6)
         ax.axhline(e["ceiling"]["frames_per_second"], ls="--", lw=1, color=bars.patches[0].get_facecolor(), label=f"{wname}: sequential ceiling")
     ax.set_xticks([i + width * (len(wls) - 1) / 2 for i in range(len(modes))], modes, rotation=30, ha="right")
     ax.set_ylabel("images/s")
-    ax.set_title("modes (224x224, batch 128)")
+    ax.set_title("modes (224x224, batch 128); hatched: steady stretch")
     ax.legend(fontsize=7)
-    if chunked:
-        ax = axes[0][1]
+    if "ratio" in ax_of:
+        _plot_ratio(ax_of["ratio"], results, wls, timed)
+    for k, (wname, mode, st) in enumerate(steady):
+        _plot_steady(ax_of[f"steady{k}"], f"{wname}, {mode}", st)
+    if "chunks" in ax_of:
+        ax = ax_of["chunks"]
         ax2 = ax.twinx()
         for wname in wls:
             e = results["workloads"][wname]
@@ -313,6 +367,57 @@ def _plot(results: dict, path) -> None:
     _plot_sweep(results, Path(path).with_name(Path(path).stem + "-lookahead.png"), plt)
 
 
+def _plot_ratio(ax, results: dict, wls: list[str], modes: list[str]) -> None:
+    """x ceiling per timed mode and workload (bars), counted A on a log axis (dots)."""
+    ax2 = ax.twinx()
+    width = 0.8 / max(1, len(wls))
+    for k, wname in enumerate(wls):
+        e = results["workloads"][wname]
+        xs = [i + k * width for i in range(len(modes))]
+        ds = [e["modes"].get(m, {}) for m in modes]
+        ys = [d.get("ratio_to_ceiling", 0) if d.get("images") else 0 for d in ds]
+        bars = ax.bar(xs, ys, width, label=f"{wname}: x ceiling")
+        a = [d["decode_amplification"] if d.get("images") else float("nan") for d in ds]
+        ax2.plot(xs, a, "o", ms=5, mec="black", color=bars.patches[0].get_facecolor(), label=f"{wname}: A")
+    ax.axhline(1.0, ls="--", lw=1, color="grey")
+    ax.set_xticks([i + width * (len(wls) - 1) / 2 for i in range(len(modes))], modes, rotation=30, ha="right")
+    ax.set_ylabel("images/s / sequential ceiling")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("A: frames decoded per frame delivered (dots)")
+    ax.set_title("x ceiling and decode amplification")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7)
+
+
+def _plot_steady(ax, title: str, st: dict) -> None:
+    """A steady-stretch row's epoch per planning window: planned A and the cache fill the
+    plan models, the counted ones up to the stretch's end, the timed stretch shaded."""
+    win = st["window"]
+    n = st["planned_requests"]
+    planned = st["planned_decoded_per_window"]
+    reqs = [min(win, n - k * win) for k in range(len(planned))]
+    counted = st["counted_decoded_per_window"]
+    frame_gb = st["frame_bytes"] / 1e9
+    ax.plot(range(len(planned)), [d / r for d, r in zip(planned, reqs)], "-", lw=1, color="C0", label="A planned")
+    ax.plot(range(len(counted)), [d / r for d, r in zip(counted, reqs)], ".", color="C0", label="A counted")
+    s = st["first_window"]
+    ax.axvspan(s, s + st["windows"], color="C2", alpha=0.25, label=f"timed: {st['label']}")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"planning window ({win} requests)")
+    ax.set_ylabel("A per window (decoded / requests)")
+    ax2 = ax.twinx()
+    ax2.plot(range(len(planned)), [o * frame_gb for o in st["planned_occupancy_per_window"]], "-", lw=1, color="C1", label="cache planned (GB)")
+    cache = st["counted_cache_frames_per_window"]
+    ax2.plot(range(len(cache)), [c * frame_gb for c in cache], ".", color="C1", label="cache counted (GB)")
+    ax2.set_ylabel("look-ahead cache fill (GB)")
+    ax2.set_ylim(bottom=0)
+    ax.set_title(f"{title}: epoch per window", fontsize=10)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=6, loc="lower left")
+
+
 def _plot_sweep(results: dict, path: Path, plt) -> None:
     """Look-ahead budget sweep: dry-run A and hit rate against the budget, with the timed
     exact-lookahead run (images/s, counted A) where there is one."""
@@ -328,7 +433,7 @@ def _plot_sweep(results: dict, path: Path, plt) -> None:
         e = results["workloads"][wname]["modes"].get("exact-lookahead")
         if e and e.get("images"):
             gbt = e["extra"]["cache_bytes"] / 1e9
-            ax.plot([gbt], [e["decode_amplification"]], "*", ms=12, color=line.get_color(), label=f"{wname}: counted, whole epoch")
+            ax.plot([gbt], [e["decode_amplification"]], "*", ms=12, color=line.get_color(), label=f"{wname}: counted, {e['extra']['steady']['label'] if 'steady' in e['extra'] else 'whole epoch'}")
             ax2.plot([gbt], [e["images_per_second"]], "*", ms=12, color=line.get_color(), label=f"{wname}: exact-lookahead")
             ax2.axhline(results["workloads"][wname]["ceiling"]["frames_per_second"], ls="--", lw=1, color=line.get_color(), label=f"{wname}: sequential ceiling")
     ax.set_xscale("log", base=2)
