@@ -37,21 +37,30 @@ class JobSpec:
 @dataclass(frozen=True, eq=False)
 class SegmentPlan:
     """The look-ahead plan of the stretch of a rank's share that starts at position
-    ``start``: ``plan`` over the requests ``(videos[r], frames[r])``."""
+    ``start``: ``plan`` over the requests ``(videos[r], frames[r])``, ``per`` requests an
+    item (the frames of a clip or camera group are consecutive requests). Positions
+    count items; the plan's windows count requests."""
 
     start: int
     plan: LookaheadPlan
     videos: np.ndarray
     frames: np.ndarray
+    per: int = 1
 
     @property
     def end(self) -> int:
-        return self.start + self.plan.num_requests
+        """Share position after the segment's last item."""
+        return self.start + self.plan.num_requests // self.per
+
+    @property
+    def window_items(self) -> int:
+        """Items in one of the plan's windows."""
+        return self.plan.window // self.per
 
     def window(self, position: int, n: int) -> "LookaheadWindow":
-        """The plan's decisions for the ``n`` requests from share position ``position``
+        """The plan's decisions for the ``n`` items from share position ``position``
         (a whole window of the plan)."""
-        off = position - self.start
+        off, n = (position - self.start) * self.per, n * self.per
         keep = self.plan.keeps(off // self.plan.window)
         return LookaheadWindow(
             videos=self.videos[off : off + n],
@@ -108,11 +117,17 @@ def plan_segment(
     capacity: int,
     ahead: int,
     held_before: np.ndarray | None = None,
+    per: int = 1,
 ) -> SegmentPlan:
     """The look-ahead plan of a stretch of requests (see :func:`plan_lookahead`;
-    ``held_before``: the previous segment's ``plan.tail`` when this one follows it)."""
+    ``held_before``: the previous segment's ``plan.tail`` when this one follows it).
+    ``per``: requests an item, so ``window`` (in requests) is a multiple of it and the
+    stretch holds whole items from share position ``start``."""
+    n = int(np.shape(videos)[0])
+    if per < 1 or window % per or n % per:
+        raise ValueError(f"plan_segment: window ({window}) and requests ({n}) must be multiples of per ({per})")
     plan = plan_lookahead(videos, frames, metas, window=window, capacity=capacity, ahead=ahead, held_before=held_before)
-    return SegmentPlan(start, plan, np.asarray(videos, dtype=np.int64), np.asarray(frames, dtype=np.int64))
+    return SegmentPlan(start, plan, np.asarray(videos, dtype=np.int64), np.asarray(frames, dtype=np.int64), per)
 
 
 def plan_window(
