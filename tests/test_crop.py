@@ -259,3 +259,22 @@ def test_crop_changes_rows_and_bad_arguments(clips):
         DecodeCrop(scale=(0.5, 0.1))
     with pytest.raises(ValueError, match="ratio must be"):
         DecodeCrop(ratio=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("budget_frames", [24, 10_000])
+def test_clips_with_look_ahead_cache_on_equals_off(clips, budget_frames):
+    """Clips share frames (overlapping starts): each frame request keeps its own cropped row."""
+    ds = VideoDataset(clips)
+
+    def epoch(cache_bytes):
+        with VideoLoader(
+            ds, UniformClips(4, stride=1, seed=3), batch_size=6, size=SIZE, num_workers=2, cache_bytes=cache_bytes, crop=CROP
+        ) as loader:
+            return [(b.data.clone(), b.video.clone(), b.index.clone()) for b in loader], loader.stats()
+
+    off, s_off = epoch(0)
+    on, s_on = epoch(budget_frames * FRAME_BYTES)
+    assert s_on.cache_hits > 0 and s_off.cache_hits == 0
+    assert len(off) == len(on) > 0
+    for (da, va, ia), (db, vb, ib) in zip(off, on):
+        assert torch.equal(va, vb) and torch.equal(ia, ib) and torch.equal(da, db)

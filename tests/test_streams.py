@@ -325,8 +325,13 @@ def test_bench_group_modes(tmp_path, monkeypatch):
     assert clip["item_shape"] == [8] and clip["frames_per_second"] == pytest.approx(8 * clip["clips_per_second"])
     cams = res["workloads"]["6-camera scenes"]["modes"]["cams"]["extra"]
     assert cams["item_shape"] == [6, 1]
+    # clips and groups use the look-ahead: a whole-epoch dry run in frame requests; the
+    # short groups epoch is timed whole, with the dry run's hits
+    assert clip["plan"]["requests"] % 8 == 0 and clip["plan"]["amplification"] <= clip["plan"]["plain_amplification"]
+    assert cams["timed_stretch"] == "whole epoch" and cams["plan"]["requests"] == 6 * cams["items"]
+    assert round(cams["plan"]["hit_rate"] * cams["plan"]["requests"]) == cams["cache_hits"] > 0
     st = res["workloads"]["6-camera scenes"]["modes"]["streams"]
-    assert st["extra"]["item_shape"] == [6, 1] and st["images"] == 50 * 4 * 6
+    assert st["extra"]["item_shape"] == [6, 1] and st["images"] == 50 * 4 * 6 and "plan" not in st["extra"]
     # one seek per camera per sequence start: far fewer than one per item
     assert st["extra"]["seeks"] <= 6 * 4 and st["extra"]["open_decoders"] <= 2 * 4 * 6
     # the 15 fps camera is offset in time and at half the rate

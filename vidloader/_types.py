@@ -33,8 +33,8 @@ def frame_key(video: int, frame: int) -> int:
 
 
 def request_key(position: int) -> int:
-    """The look-ahead cache's key of the request at share ``position``, where a cached row
-    belongs to one request (crop at decode: each request has its own box). Negative, so
+    """The look-ahead cache's key of frame request ``position`` of the share (item position
+    x frames per item + the frame's place in its item), where a cached row belongs to one request (crop at decode: each request has its own box). Negative, so
     never a :func:`frame_key`."""
     return -1 - int(position)
 

@@ -11,8 +11,14 @@ by about three minutes on 2 cores.
 - ``cams``: :class:`UniformGroups` (6 cameras, 1 frame each) on the same scene set.
 
 Every mode decodes straight to 224x224 RGB with no transform (like the ceiling) and
-reports clips/s (items/s), frames/s and the decode amplification. ``streams`` also
-reports the seeks and the memory its open decoders hold.
+reports clips/s (items/s), frames/s and the decode amplification. ``clips`` and ``cams``
+use the look-ahead cache with the bench's budget (``--cache-gb``, 2 GB like
+exact-lookahead) and report its dry run for the whole epoch (planned A with and without
+look-ahead). They time the whole epoch when it is at most ``lookahead_timed_max``
+frame requests (8192; every epoch with ``--whole-epoch`` or ``--full``), else a short
+stretch after a warm-up, early in the epoch (where the cache is still filling, so A
+there is above the epoch's). ``streams`` also reports the seeks and the memory its
+open decoders hold.
 
 The scene set (generated once, about 40 s on 2 cores): 6 scenes x 6 cameras of 1080p
 H.264 (GOP 30, 2 B-frames, ~17 Mbit/s), ``scenes/scene_NNN/<camera>.mov``. Five cameras
@@ -24,6 +30,7 @@ encoded clips (three at 30 fps, one at 15 fps), so generation encodes 420 frames
 from __future__ import annotations
 
 import os
+import time
 from typing import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -120,17 +127,32 @@ def _open_files(paths: Iterable[str]) -> int:
     return sum(1 for f in psutil.Process().open_files() if os.path.realpath(f.path) in wanted)
 
 
-def _items_mode(name: str, w: Workload, cfg: BenchConfig, sampler, *, batch_size: int, warmup: int | None = None, timed: int | None = None) -> ModeResult:
+def _items_mode(
+    name: str, w: Workload, cfg: BenchConfig, sampler, *, batch_size: int, warmup: int | None = None, timed: int | None = None,
+    lookahead: bool = False,
+) -> ModeResult:
     from ..loader import VideoLoader
 
     rss0 = _rss_bytes()
-    with VideoLoader(w.dataset, sampler, batch_size=batch_size, size=(cfg.size, cfg.size), num_workers=cfg.workers) as loader:
+    cache_bytes = cfg.cache_bytes if lookahead else 0
+    with VideoLoader(
+        w.dataset, sampler, batch_size=batch_size, size=(cfg.size, cfg.size), num_workers=cfg.workers, cache_bytes=cache_bytes
+    ) as loader:
         per = 1
         for x in loader.item_shape:
             per *= x
-        wu, tm = loader_rounds(loader, cfg)
-        wu, tm = warmup if warmup is not None else wu, timed if timed is not None else tm
-        frames, seconds = steady_state(loader, warmup=wu, timed=tm, size_of=lambda b: len(b) * per)
+        plan = loader.plan_stats() if lookahead else None
+        whole = plan is not None and (cfg.full or plan.requests <= cfg.lookahead_timed_max)
+        if whole:  # from iter() (planning and warm-up included) to the epoch's last batch
+            t0 = time.perf_counter()
+            frames = sum(len(b) * per for b in loader)
+            seconds = time.perf_counter() - t0
+            stretch = "whole epoch"
+        else:
+            wu, tm = loader_rounds(loader, cfg)
+            wu, tm = warmup if warmup is not None else wu, timed if timed is not None else tm
+            frames, seconds = steady_state(loader, warmup=wu, timed=tm, size_of=lambda b: len(b) * per)
+            stretch = f"{tm} batches after {wu} warm-up batches, from the epoch's start"
         st = loader.stats()
         rss1 = _rss_bytes()
         open_readers = _open_files(m.path for m in w.dataset.videos)  # an open decoder holds its file open
@@ -148,7 +170,13 @@ def _items_mode(name: str, w: Workload, cfg: BenchConfig, sampler, *, batch_size
         "decode_size": [cfg.size, cfg.size],
         "augmentations": "none",
         "stages": stage_record(st),
+        "timed_stretch": stretch,
     }
+    if plan is not None:
+        extra.update(
+            plan=plan.as_dict(), cache_bytes=cache_bytes, cache_hits=st.cache_hits, frames_kept=st.frames_kept,
+            peak_cache_bytes=st.peak_cache_bytes,
+        )  # fmt: skip
     if getattr(sampler, "sequential_access", False):
         extra["open_decoders"] = open_readers
         extra["rss_growth_mib"] = (rss1 - rss0) / 2**20
@@ -156,11 +184,15 @@ def _items_mode(name: str, w: Workload, cfg: BenchConfig, sampler, *, batch_size
     return ModeResult(name, w.name, frames / seconds, frames, seconds, st.decode_amplification, True, extra=extra)
 
 
-@register_mode("clips", "clips: UniformClips(frames=8, stride=2), exact uniform over (video, start)", group="groups", urls=True)
+@register_mode(
+    "clips", "clips: UniformClips(frames=8, stride=2), exact uniform over (video, start), look-ahead cache", group="groups", urls=True
+)
 def _clips(w: Workload, cfg: BenchConfig) -> ModeResult:
     from ..sampling import UniformClips
 
-    return _items_mode("clips", w, cfg, UniformClips(8, stride=2, seed=cfg.seed), batch_size=max(1, cfg.batch_size // 8))
+    return _items_mode(
+        "clips", w, cfg, UniformClips(8, stride=2, seed=cfg.seed), batch_size=max(1, cfg.batch_size // 8), lookahead=True
+    )
 
 
 @register_mode("streams", "streams: StreamSampler(streams=4), 6 cameras x 1 frame per step", group="groups", needs="scenes")
@@ -172,7 +204,9 @@ def _streams(w: Workload, cfg: BenchConfig) -> ModeResult:
     return _items_mode("streams", w, cfg, s, batch_size=4, warmup=4, timed=50 * cfg.timed_rounds)
 
 
-@register_mode("cams", "6-camera groups: UniformGroups(frames=1), uniform over scene time", group="groups", needs="scenes")
+@register_mode(
+    "cams", "6-camera groups: UniformGroups(frames=1), uniform over scene time, look-ahead cache", group="groups", needs="scenes"
+)
 def _cams(w: Workload, cfg: BenchConfig) -> ModeResult:
     from ..index import SceneDataset
     from ..sampling import UniformGroups
@@ -181,4 +215,4 @@ def _cams(w: Workload, cfg: BenchConfig) -> ModeResult:
         raise TypeError(f"the cams mode needs a SceneDataset workload, got {type(w.dataset).__name__}")
     # random access to K files per item is slow: half the frames per batch of the other modes
     groups = max(1, cfg.batch_size // w.dataset.num_cameras // 2)
-    return _items_mode("cams", w, cfg, UniformGroups(frames=1, seed=cfg.seed), batch_size=groups)
+    return _items_mode("cams", w, cfg, UniformGroups(frames=1, seed=cfg.seed), batch_size=groups, lookahead=True)

@@ -209,6 +209,8 @@ def run_bench(
                     f"x {r.images_per_second * r.decode_amplification / w.ceiling_fps:.3f}), seeks {x['seeks']}"
                     + (f", {x['open_decoders']} open decoders, RSS +{x['rss_growth_mib']:.0f} MiB" if "open_decoders" in x else "")
                 )
+                if "plan" in x:
+                    console.print(f"    timed: {x['timed_stretch']}; dry run ({x['cache_bytes'] / 1e9:g} GB, whole epoch): {_dry_line(x['plan'])}")
             if "wrong_frames" in r.extra or "unavailable" in r.extra:
                 x = r.extra
                 console.print(f"    {x['unavailable']}" if "unavailable" in x else f"    verified {x['checked_frames']} frames: {x['wrong_frames']} wrong, {x['exact_frames']} bit exact")

@@ -109,8 +109,11 @@ class VideoLoader:
         cache_bytes: the look-ahead cache's budget (frames at the output size). The order
             is known, so decoded frames that later requests want are kept, as planned by
             :func:`~vidloader.planning.plan_lookahead`. Batches are bit for bit those of
-            the cache off. ``None``: min(2 GB, 10% of available memory); 0: off.
-            Single-frame samplers; :meth:`plan_stats` gives the figures without decoding.
+            the cache off. ``None``: min(2 GB, 10% of available memory); 0: off. Frames,
+            clips and camera groups (each frame of an item is a request; an item with a
+            frame whose decode failed fails whole, also when the frame was to come from
+            the cache); not sequential samplers. :meth:`plan_stats` gives the figures
+            without decoding.
         fetch: the fetch stage (default: :class:`~vidloader.loader.RemoteFetch` when the
             dataset holds URLs, else local files, which the decoder reads itself).
         repeat_epochs: passes may repeat a completed epoch (a validation loader); else the
@@ -198,7 +201,7 @@ class VideoLoader:
         if self.row_format == "yuv420p" and (self.size[0] % 2 or self.size[1] % 2):
             raise ValueError(f"row_format='yuv420p' needs an even height and width, got size={self.size}")
         capacity = self.cache_bytes // row_bytes(self.row_format, self.size)
-        self._lookahead = capacity > 0 and self._per == 1 and not sequential
+        self._lookahead = capacity > 0 and not sequential
         self._shape = PassShape(
             batch_size=self.batch_size, per=self._per, size=self.size, drop_last=bool(drop_last), even=self.even_batches,
             in_flight=1 + -(-self.prefetch // self.plan_batches), pin_memory=self.pin_memory,
@@ -288,7 +291,7 @@ class VideoLoader:
     def plan_stats(self, epoch: int | None = None) -> LookaheadStats:
         """The look-ahead figures of this rank's whole epoch (default: the current one),
         from the index and the order alone, without decoding: frames decoded per request
-        (from the entry keyframe to the deepest frame of each GOP decode; the decoders'
+        (a request is one frame of an item; from the entry keyframe to the deepest frame of each GOP decode; the decoders'
         count differs by reordering and non-reference skipping), the same without
         look-ahead, the hit rate and the peak cache bytes. Planned like a pass from the
         epoch's start, in the same segments and windows; the sampler is not changed."""

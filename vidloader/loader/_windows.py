@@ -3,8 +3,9 @@
 Without look-ahead a window is ``plan_batches * batch_size`` items, extended so that it
 does not end inside a run of one GOP's consecutive frames. With look-ahead, windows are
 exactly those of the segment plans (:func:`~vidloader.planning.plan_segment`), planned
-``max(65536, 8 * capacity)`` requests at a time, the next segment in a background
-thread while this one is decoded. A pass that waits more than
+``max(65536, 8 * capacity)`` requests at a time (whole items: an item of a clip or
+camera-group sampler is ``per`` requests, one per frame), the next segment in a
+background thread while this one is decoded. A pass that waits more than
 :data:`SLOW_PLAN_SECONDS` for a segment's plan says so in a log line (INFO, logger
 ``vidloader.loader``); :func:`dry_run` shows a progress bar once it has run that long.
 """
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from ..sampling import Sampler
     from ._pass import PassShape
 
-__all__ = ["PlannerThread", "SLOW_PLAN_SECONDS", "WindowSource", "dry_run", "segment_length"]
+__all__ = ["PlannerThread", "SLOW_PLAN_SECONDS", "WindowSource", "dry_run", "segment_items", "segment_length"]
 
 #: planning that holds up a pass (or a dry run) longer than this is reported
 SLOW_PLAN_SECONDS = 2.0
@@ -40,6 +41,12 @@ def segment_length(capacity: int) -> int:
     """Requests planned together by the look-ahead planner (its cost per request is
     bounded: see :mod:`vidloader.planning._lookahead`)."""
     return max(65536, 8 * capacity)
+
+
+def segment_items(capacity: int, per: int) -> int:
+    """Items of ``per`` requests each planned together: :func:`segment_length` requests,
+    rounded down to whole items (at least one)."""
+    return max(1, segment_length(capacity) // per)
 
 
 class PlannerThread:
@@ -127,6 +134,7 @@ class WindowSource:
     def _next_planned(self, ids: RequestStream, limit: int, exclude: Collection[int]) -> WindowPlan | None:
         start = ids.pos
         seg = self._segment
+        seg_items = segment_items(self.capacity, self.per)
         if seg is None or start >= seg.end:
             nxt = self._next_segment
             t0 = time.perf_counter()
@@ -134,7 +142,7 @@ class WindowSource:
                 seg = nxt[1].result()
             else:
                 prev = self._segment.plan.tail if self._segment is not None and self._segment.end == start else None
-                seg = self._plan_segment(start, ids.peek(min(segment_length(self.capacity), limit - start)), prev)
+                seg = self._plan_segment(start, ids.peek(min(seg_items, limit - start)), prev)
             self._segment, self._next_segment = seg, None
             if seg is None:
                 return None
@@ -143,14 +151,16 @@ class WindowSource:
                 log.info("look-ahead planning held up the pass for %.1f s (requests %d to %d)", waited, start, seg.end)
             self.planning_seconds += seg.plan.seconds
             if seg.end < limit:
-                ahead = ids.peek(seg.end - start + min(segment_length(self.capacity), limit - seg.end))[seg.end - start :]
+                ahead = ids.peek(seg.end - start + min(seg_items, limit - seg.end))[(seg.end - start) * self.per :]
                 self._next_segment = (seg.end, self._planner().submit(self._plan_segment, seg.end, ahead, seg.plan.tail))
-        g = ids.take(min(seg.plan.window, seg.end - start), limit)
+        g = ids.take(min(seg.window_items, seg.end - start), limit)
         if g.shape[0] == 0:
             return None
         t0 = time.perf_counter()
-        la = seg.window(start, g.shape[0])
-        plan = plan_window(start, g, la.videos, la.frames, self.dataset.videos, lookahead=la, exclude=exclude, crop=self.crop)
+        la = seg.window(start, g.shape[0] // self.per)
+        plan = plan_window(
+            start, g, la.videos, la.frames, self.dataset.videos, lookahead=la, exclude=exclude, crop=self.crop, per=self.per
+        )
         self._count(time.perf_counter() - t0)
         return plan
 
@@ -159,15 +169,17 @@ class WindowSource:
             return None
         videos, frames = self.dataset.locate(g)
         return plan_segment(
-            start, videos, frames, self.dataset.videos, window=self.window, capacity=self.capacity, ahead=self.ahead,
-            held_before=held_before,
+            start, videos, frames, self.dataset.videos, window=self.window * self.per, capacity=self.capacity,
+            ahead=self.ahead, held_before=held_before, per=self.per,
         )  # fmt: skip
 
 
 def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, budget_bytes: int) -> LookaheadStats:
     """The look-ahead figures of ``sampler``'s whole epoch from its start, planned in the
-    same segments and windows as a pass of ``shape``, without decoding."""
-    per, window, capacity, ahead = shape.per, shape.window, shape.capacity, shape.in_flight
+    same segments and windows as a pass of ``shape``, without decoding. Requests are
+    frames: an item of ``shape.per`` frames is that many requests."""
+    per, capacity, ahead = shape.per, shape.capacity, shape.in_flight
+    window = shape.window * per
     frame_bytes = row_bytes(shape.row_format, shape.size)
     decoded = plain = hits = peak = 0
     seconds = 0.0
@@ -179,10 +191,10 @@ def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, 
     # shown only once planning has taken SLOW_PLAN_SECONDS, and only on a terminal
     bar = tqdm(total=n, unit="req", desc="look-ahead plan", delay=SLOW_PLAN_SECONDS, leave=False, disable=None)
     while ids.pos < n:
-        g = ids.take(segment_length(capacity), n)
+        g = ids.take(segment_items(capacity, per), n)
         if g.shape[0] == 0:
             break
-        bar.update(g.shape[0] // max(per, 1))
+        bar.update(g.shape[0] // per)
         videos, frames = dataset.locate(g)
         plan = plan_lookahead(videos, frames, dataset.videos, window=window, capacity=capacity, ahead=ahead, held_before=tail)
         tail = plan.tail
@@ -192,9 +204,9 @@ def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, 
         peak = max(peak, plan.peak)
         seconds += plan.seconds
     bar.close()
-    req = max(n, 1)
+    req = max(n * per, 1)
     return LookaheadStats(
-        requests=n,
+        requests=n * per,
         amplification=decoded / req,
         plain_amplification=plain / req,
         hit_rate=hits / req,

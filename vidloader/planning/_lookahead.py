@@ -107,8 +107,9 @@ class LookaheadPlan:
 
 @dataclass(frozen=True)
 class LookaheadStats:
-    """Dry-run figures for one epoch (or a stretch): ``amplification`` = frames decoded per
-    request (the plan's estimate, see :class:`LookaheadPlan`); ``plain_amplification``
+    """Dry-run figures for one epoch (or a stretch): ``requests`` frames requested (an item
+    of a clip or camera-group sampler is one request per frame); ``amplification`` =
+    frames decoded per request (the plan's estimate, see :class:`LookaheadPlan`); ``plain_amplification``
     the same without look-ahead (each window's GOPs decoded once, nothing kept);
     ``hit_rate`` requests served from the cache; ``peak_cache_bytes`` the most bytes
     the cache holds by the occupancy model; ``seconds`` planning time."""

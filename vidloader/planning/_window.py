@@ -53,21 +53,30 @@ class JobSpec:
 @dataclass(frozen=True, eq=False)
 class SegmentPlan:
     """The look-ahead plan of the stretch of a rank's share that starts at position
-    ``start``: ``plan`` over the requests ``(videos[r], frames[r])``."""
+    ``start``: ``plan`` over the requests ``(videos[r], frames[r])``, ``per`` requests an
+    item (the frames of a clip or camera group are consecutive requests). Positions
+    count items; the plan's windows count requests."""
 
     start: int
     plan: LookaheadPlan
     videos: np.ndarray
     frames: np.ndarray
+    per: int = 1
 
     @property
     def end(self) -> int:
-        return self.start + self.plan.num_requests
+        """Share position after the segment's last item."""
+        return self.start + self.plan.num_requests // self.per
+
+    @property
+    def window_items(self) -> int:
+        """Items in one of the plan's windows."""
+        return self.plan.window // self.per
 
     def window(self, position: int, n: int) -> "LookaheadWindow":
-        """The plan's decisions for the ``n`` requests from share position ``position``
+        """The plan's decisions for the ``n`` items from share position ``position``
         (a whole window of the plan)."""
-        off = position - self.start
+        off, n = (position - self.start) * self.per, n * self.per
         keep = self.plan.keeps(off // self.plan.window)
         return LookaheadWindow(
             videos=self.videos[off : off + n],
@@ -75,14 +84,16 @@ class SegmentPlan:
             hit=self.plan.hit[off : off + n],
             keep_videos=self.videos[keep],
             keep_frames=self.frames[keep],
-            keep_positions=self.start + keep,
+            keep_positions=self.start * self.per + keep,
         )
 
 
 @dataclass(frozen=True, eq=False)
 class LookaheadWindow:
     """One window's share of a :class:`SegmentPlan`: its requests, which of them the cache
-    serves (``hit``), and the frames this window decodes and keeps for later ones."""
+    serves (``hit``), and the frames this window decodes and keeps for later ones.
+    ``keep_positions``: each kept frame's consumer as a frame-request index of the share
+    (item position x frames per item + the frame's place in its item)."""
 
     videos: np.ndarray
     frames: np.ndarray
@@ -101,7 +112,7 @@ class WindowPlan:
     (sequential samplers: they continue one decoder). ``cached_rows``: rows the
     look-ahead cache fills (earlier windows decode them). ``dead_rows``: rows of videos
     in the plan's ``exclude`` set, failed without decoding. ``boxes`` (crop at decode):
-    each row's crop box; a cached row then belongs to its request, not to its frame
+    each row's crop box; a cached row then belongs to its frame request, not to its frame
     (:meth:`cache_key`)."""
 
     start: int
@@ -122,7 +133,7 @@ class WindowPlan:
     def cache_key(self, row: int) -> int:
         """The look-ahead cache's key of ``row``: its frame's, or with crop boxes its request's."""
         if self.boxes is not None:
-            return request_key(self.start + row // self.per)
+            return request_key(self.start * self.per + row)
         return frame_key(int(self.videos[row]), int(self.frames[row]))
 
 
@@ -136,11 +147,17 @@ def plan_segment(
     capacity: int,
     ahead: int,
     held_before: np.ndarray | None = None,
+    per: int = 1,
 ) -> SegmentPlan:
     """The look-ahead plan of a stretch of requests (see :func:`plan_lookahead`;
-    ``held_before``: the previous segment's ``plan.tail`` when this one follows it)."""
+    ``held_before``: the previous segment's ``plan.tail`` when this one follows it).
+    ``per``: requests an item, so ``window`` (in requests) is a multiple of it and the
+    stretch holds whole items from share position ``start``."""
+    n = int(np.shape(videos)[0])
+    if per < 1 or window % per or n % per:
+        raise ValueError(f"plan_segment: window ({window}) and requests ({n}) must be multiples of per ({per})")
     plan = plan_lookahead(videos, frames, metas, window=window, capacity=capacity, ahead=ahead, held_before=held_before)
-    return SegmentPlan(start, plan, np.asarray(videos, dtype=np.int64), np.asarray(frames, dtype=np.int64))
+    return SegmentPlan(start, plan, np.asarray(videos, dtype=np.int64), np.asarray(frames, dtype=np.int64), per)
 
 
 def plan_window(
@@ -214,8 +231,9 @@ def plan_window(
         if boxes is not None and crop is not None:
             maps = [{f: [CropTarget(boxes[r], row=r) for r in rs] for f, rs in sl.items()} for sl in slots]
             for k in range(keep_v.shape[0]):  # after the rows: a later request's own box, keyed by its position
-                j, f, pos = int(plan.job_of[rows.shape[0] + k]), int(keep_f[k]), int(keep_p[k])
-                maps[j].setdefault(f, []).append(CropTarget(crop.box(pos, metas[int(keep_v[k])]), key=request_key(pos)))
+                j, f, req = int(plan.job_of[rows.shape[0] + k]), int(keep_f[k]), int(keep_p[k])
+                box = crop.box(req // per, metas[int(keep_v[k])])
+                maps[j].setdefault(f, []).append(CropTarget(box, key=request_key(req)))
             crops[:] = maps
         order = range(len(plan.jobs)) if ordered else sorted(range(len(plan.jobs)), key=lambda j: -plan.jobs[j].cost)
         jobs = [JobSpec(plan.jobs[j], slots[j], keeps[j], crops[j]) for j in order]
