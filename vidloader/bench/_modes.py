@@ -245,6 +245,19 @@ def _exact_lookahead_yuv420(w: Workload, cfg: BenchConfig) -> ModeResult:
     return r
 
 
+@register_mode(
+    "exact-lookahead-crop-yuv420",
+    "(b+crop+yuv) crop at decode and row_format='yuv420p' (OPT-IN: pixels differ from rgb24, PSNR 27-45 dB; the cache holds 2x frames)",
+    full_only=True,
+    urls=True,
+)
+def _exact_lookahead_crop_yuv420(w: Workload, cfg: BenchConfig) -> ModeResult:
+    crop, transform = classic_crop_at_decode()
+    r = lookahead_run("exact-lookahead-crop-yuv420", w, cfg, transform=transform, crop=crop, row_format="yuv420p")
+    r.extra["row_format"] = "yuv420p (opt-in, not bit-equal to rgb24)"
+    return r
+
+
 def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, untimed=None, **loader_kwargs) -> ModeResult:
     """Exact uniform with the look-ahead cache, decoded to ``cfg.size`` square.
 
