@@ -22,6 +22,7 @@ from media import decode_all, make_video
 from vidloader import UniformClips, UniformFrames, VideoDataset, VideoLoader
 from vidloader.decoding import UnsupportedByBackendError
 from vidloader.decoding._backend import PyAVBackend
+from vidloader.loader._arguments import check_worker_kind
 from vidloader.planning import DecodeCrop
 from vidloader.prepare._transcode import PrepareVerifyError
 
@@ -303,3 +304,5 @@ def test_refused_combinations(clips):
         VideoLoader(ds, worker_kind="processes", num_workers=0)
     with pytest.raises(ValueError, match=r"sequential_access"):
         VideoLoader(ds, vl.StreamSampler(2, seed=0), batch_size=2, worker_kind="processes")
+    with pytest.raises(ValueError, match=r"local files only: for a dataset of URLs"):
+        check_worker_kind("processes", num_workers=2, sequential=False, urls=True, fetch=None)
