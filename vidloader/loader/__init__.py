@@ -4,6 +4,7 @@ from ._adapter import VideoIterableDataset
 from ._batch import Batch
 from ._epochs import RepeatedEpochWarning
 from ._fetch import FetchStage, Fetched, LocalFiles, RemoteFetch
+from ._arguments import WorkerKind
 from ._loader import VideoLoader
 from ._stats import FileErrors, LoaderStats
 
@@ -18,4 +19,5 @@ __all__ = [
     "RepeatedEpochWarning",
     "VideoIterableDataset",
     "VideoLoader",
+    "WorkerKind",
 ]

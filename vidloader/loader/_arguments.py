@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -11,8 +11,9 @@ from .._types import ON_ERROR
 from ..index import VideoDataset
 from ..planning import DecodeCrop
 from ..sampling import Sampler, UniformFrames
+from ._fetch import RemoteFetch
 
-__all__ = ["check_crop", "check_dataset", "check_options", "check_sampler", "common_size"]
+__all__ = ["WORKER_KINDS", "WorkerKind", "check_crop", "check_dataset", "check_options", "check_sampler", "check_worker_kind", "common_size"]
 
 
 def check_dataset(dataset: object) -> VideoDataset:
@@ -109,3 +110,29 @@ def check_crop(crop: object, *, size: object, backend: Any) -> DecodeCrop | None
     if not getattr(backend, "supports_crop", False):
         raise ValueError(f"crop=DecodeCrop(...) needs a backend that crops at decode (backend='pyav'); backend={backend.name!r} does not")
     return crop
+
+
+WorkerKind = Literal["threads", "processes"]
+WORKER_KINDS: tuple[str, ...] = ("threads", "processes")
+
+
+def check_worker_kind(worker_kind: object, *, num_workers: int, sequential: bool, urls: bool, fetch: object) -> WorkerKind:
+    """``worker_kind`` if the loader can decode that way: processes need at least one
+    worker, local files (the fetch stage's held bytes live in this process) and random
+    access (decoders kept open between sequential jobs live in one process)."""
+    if worker_kind not in WORKER_KINDS:
+        raise ValueError(f"worker_kind={worker_kind!r} is not one of {', '.join(map(repr, WORKER_KINDS))}")
+    if worker_kind == "processes":
+        if num_workers < 1:
+            raise ValueError(f"worker_kind='processes' needs num_workers >= 1 (the decoding processes), got num_workers={num_workers}")
+        if urls or isinstance(fetch, RemoteFetch):
+            raise ValueError(
+                "worker_kind='processes' reads local files only: for a dataset of URLs the fetch stage holds the "
+                "fetched bytes in the loader's process, where worker processes cannot read them; use worker_kind='threads'"
+            )
+        if sequential:
+            raise ValueError(
+                "worker_kind='processes' does not support samplers with sequential_access (their decoders stay open "
+                "between jobs in one process); use worker_kind='threads'"
+            )
+    return worker_kind  # type: ignore[return-value]  # checked against WORKER_KINDS above

@@ -21,7 +21,7 @@ import time
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ from ..index import VideoMetadata
 from ..planning import JobSpec, WindowPlan
 from ..storage import stop_reads
 from ._frame_cache import FrameCache
+
+EmitArray = Callable[[int, np.ndarray], None]
 
 __all__ = ["DecodeStage", "JobResult", "JobStopped", "default_workers"]
 
@@ -181,11 +183,7 @@ class DecodeStage:
         if crops is not None:
             kw["crops"] = {i: [c.box for c in targets] for i, targets in crops.items()}
         try:
-            with stop_reads(stop) if stop is not None else contextlib.nullcontext():
-                self.readers.decode_arrays(
-                    job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation, timeout=self.timeout,
-                    **kw,
-                )  # fmt: skip
+            self._decode_arrays(spec, emit, counters, stop, rotation=rotation, out_size=out_size, **kw)
         except VideoError as e:
             err = e
         failed = [r for i, rows in slots.items() if i not in done_frames for r in rows]
@@ -205,6 +203,18 @@ class DecodeStage:
             if not slots:  # only frames for later requests: the error reaches them, not this window
                 err = None
         return JobResult(job.video, err, failed, counters, time.perf_counter() - t0, put_seconds)
+
+    def _decode_arrays(
+        self, spec: JobSpec, emit: EmitArray, counters: DecodeCounters, stop: threading.Event | None, *, rotation: int,
+        out_size: Size, **kw: Any,
+    ) -> None:  # fmt: skip
+        """Decode ``spec``'s job, calling ``emit(frame, array)`` for each wanted frame in
+        decode order (here: with a pooled reader, in this thread)."""
+        with stop_reads(stop) if stop is not None else contextlib.nullcontext():
+            self.readers.decode_arrays(
+                spec.job, emit, counters, size=self.size, rotation=rotation, interpolation=self.interpolation, timeout=self.timeout,
+                **kw,
+            )  # fmt: skip
 
     def forget(self) -> None:
         """Drop announced jobs that never started (a pass ends early)."""

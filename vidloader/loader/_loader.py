@@ -31,11 +31,13 @@ from ..decoding import (
 )
 from ..index import VideoDataset
 from ..planning import DecodeCrop, LookaheadStats
+from ..storage import is_url
 from ..sampling import FrameSampler, ItemSamplingReport, Sampler, SamplingReport, sampling_report
-from ._arguments import check_crop, check_dataset, check_options, check_sampler, common_size
+from ._arguments import WorkerKind, check_crop, check_dataset, check_options, check_sampler, check_worker_kind, common_size
 from ._assemble import BatchAssembler, ErrorPolicy
 from ._batch import Batch
 from ._decode import DecodeStage, default_workers
+from ._decode_processes import ProcessDecodeStage
 from ._deliver import Deliver
 from ._epochs import EpochGuard
 from ._fetch import FetchStage, default_fetch
@@ -133,6 +135,14 @@ class VideoLoader:
             is converted to RGB the same way at delivery (batches with the cache on still
             equal those with it off), but the pixels differ from ``"rgb24"``'s (PSNR
             27-45 dB; ``benchmarks/README.md``). Batches are uint8 RGB either way.
+        worker_kind: where the ``num_workers`` decoders run. ``"threads"`` (default).
+            ``"processes"``: each decoding thread drives a spawned worker process that
+            decodes into shared memory, so decoding is not bounded by one GIL (many
+            cores); the plan and the look-ahead cache stay in this process, and batches
+            are bit for bit those of ``"threads"``. Costs one more copy per row and a
+            process start per worker (a second or two) on first use. Local files, random
+            access (not URL datasets nor ``sequential_access`` samplers);
+            ``num_workers`` >= 1. ``close()`` ends the workers.
 
     Distributed: the sampler gives this rank's share; every rank has the same ``len(loader)``.
     Resume (torchdata ``StatefulDataLoader`` conventions): batches before a :meth:`state_dict`
@@ -167,6 +177,7 @@ class VideoLoader:
         repeat_epochs: bool = False,
         crop: DecodeCrop | None = None,
         row_format: RowFormat = "rgb24",
+        worker_kind: WorkerKind = "threads",
     ):
         self.device = check_options(
             on_error=on_error, decode_timeout=decode_timeout, batch_size=batch_size, prefetch=prefetch,
@@ -212,7 +223,12 @@ class VideoLoader:
         # sequential: one open decoder per video a batch touches, twice over (sequences ending and starting)
         touched = self.batch_size * (self.item_shape[0] if len(self.item_shape) == 2 else 1)
         cursors = max(64, 2 * touched) if sequential and self.backend.supports_continuation else None
-        self._decode = DecodeStage(
+        self.worker_kind = check_worker_kind(
+            worker_kind, num_workers=self.num_workers, sequential=sequential, urls=any(is_url(p) for p in dataset.paths),
+            fetch=fetch,
+        )  # fmt: skip
+        stage = ProcessDecodeStage if self.worker_kind == "processes" else DecodeStage
+        self._decode = stage(
             self.backend, dataset.videos, size=self.size if size is not None else None, rotate=rotate, interpolation=self.interpolation,
             timeout=self.decode_timeout, num_workers=self.num_workers, max_open_files=max_open_files,
             skip_nonref=skip_nonref, cursors=cursors, row_format=self.row_format,
@@ -366,5 +382,6 @@ class VideoLoader:
             f"VideoLoader({self.sampler!r} on {len(self.dataset.videos)} videos, epoch={self.sampler.epoch}, batch_size="
             f"{self.batch_size}{items}, size={self.size}, num_workers={self.num_workers}, backend={self.backend.name!r}, "
             f"cache_bytes={self.cache_bytes / 1e9:.2g} GB, on_error={self.on_error!r}"
-            + (f", row_format={self.row_format!r})" if self.row_format != "rgb24" else ")")
+            + (f", row_format={self.row_format!r}" if self.row_format != "rgb24" else "")
+            + (f", worker_kind={self.worker_kind!r})" if self.worker_kind != "threads" else ")")
         )
