@@ -130,6 +130,18 @@ class _Chunked:
         return torch.cat(parts)
 
 
+def first_requests(sampler, dataset, n: int) -> np.ndarray:
+    """The frame ids of the first ``n`` requests of ``sampler``'s order on ``dataset``
+    (fewer if the epoch is shorter), reading only the blocks that hold them."""
+    parts, have = [np.zeros(0, np.int64)], 0
+    for block in sampler.blocks(dataset, 0):
+        if have >= n:
+            break
+        parts.append(np.asarray(block, dtype=np.int64))
+        have += parts[-1].shape[0]
+    return np.concatenate(parts)[:n]
+
+
 def classic_like_transform(size: int):
     """vidloader's batched equivalent of the classic loader's augmentations."""
     from ..transforms import ColorJitter, Compose, RandomResizedCrop, ToFloat
@@ -240,9 +252,7 @@ def _exact_lookahead_crop(w: Workload, cfg: BenchConfig) -> ModeResult:
     urls=True,
 )
 def _exact_lookahead_yuv420(w: Workload, cfg: BenchConfig) -> ModeResult:
-    r = lookahead_run("exact-lookahead-yuv420", w, cfg, transform=classic_like_transform(cfg.size), row_format="yuv420p")
-    r.extra["row_format"] = "yuv420p (opt-in, not bit-equal to rgb24)"
-    return r
+    return lookahead_run("exact-lookahead-yuv420", w, cfg, transform=classic_like_transform(cfg.size), row_format="yuv420p")
 
 
 @register_mode(
@@ -253,9 +263,7 @@ def _exact_lookahead_yuv420(w: Workload, cfg: BenchConfig) -> ModeResult:
 )
 def _exact_lookahead_crop_yuv420(w: Workload, cfg: BenchConfig) -> ModeResult:
     crop, transform = classic_crop_at_decode()
-    r = lookahead_run("exact-lookahead-crop-yuv420", w, cfg, transform=transform, crop=crop, row_format="yuv420p")
-    r.extra["row_format"] = "yuv420p (opt-in, not bit-equal to rgb24)"
-    return r
+    return lookahead_run("exact-lookahead-crop-yuv420", w, cfg, transform=transform, crop=crop, row_format="yuv420p")
 
 
 def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, untimed=None, **loader_kwargs) -> ModeResult:
@@ -280,6 +288,8 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
     with loader:
         dry = loader.plan_stats()
         extra = {"dry_run": dry.as_dict(), "cache_bytes": cfg.cache_bytes, "decode_size": [cfg.size, cfg.size]}
+        if loader.row_format != "rgb24":
+            extra["row_format"] = f"{loader.row_format} (opt-in, not bit-equal to rgb24)"
         if not (cfg.full or dry.requests <= cfg.lookahead_timed_max):
             from ._steady import steady_result
 

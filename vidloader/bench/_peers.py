@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._modes import BenchConfig, ModeResult, Workload, loader_rounds, lookahead_run, register_mode, steady_state
+from ._modes import BenchConfig, ModeResult, Workload, first_requests, loader_rounds, lookahead_run, register_mode, steady_state
 
 __all__ = ["IDENTITY_TOL", "peer_versions"]
 
@@ -62,15 +62,7 @@ def _request_batches(w: Workload, cfg: BenchConfig, n: int) -> list[tuple[np.nda
     """The first ``n`` batches of the default exact-uniform stream: (videos, frames)."""
     from ..sampling import UniformFrames
 
-    sampler = UniformFrames(seed=cfg.seed)
-    need = n * cfg.batch_size
-    parts, have = [], 0
-    for block in sampler.blocks(w.dataset, 0):
-        parts.append(np.asarray(block, dtype=np.int64))
-        have += parts[-1].shape[0]
-        if have >= need:
-            break
-    ids = np.concatenate(parts)[:need]
+    ids = first_requests(UniformFrames(seed=cfg.seed), w.dataset, n * cfg.batch_size)
     videos, frames = w.dataset.locate(ids)
     return [(videos[i : i + cfg.batch_size], frames[i : i + cfg.batch_size]) for i in range(0, ids.shape[0], cfg.batch_size)]
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..decoding import row_bytes
 from ..planning import LookaheadPlan, plan_lookahead
+from ._modes import first_requests
 
 __all__ = ["OCCUPANCY_REGIME", "STRETCH_WINDOWS", "Stretch", "choose_stretch", "epoch_plan", "steady_result", "time_stretch"]
 
@@ -70,14 +71,7 @@ def epoch_plan(loader: Any) -> LookaheadPlan:
     capacity in frames of ``size``, decoded ``1 + ceil(prefetch / plan_batches)`` windows
     ahead. No decoding."""
     sampler = loader.sampler.at_epoch(loader.sampler.epoch)
-    n = min(sampler.num_samples(loader.dataset), _SEGMENT)
-    parts, have = [np.zeros(0, np.int64)], 0
-    for block in sampler.blocks(loader.dataset, 0):  # the first segment's requests only
-        parts.append(np.asarray(block, dtype=np.int64))
-        have += parts[-1].shape[0]
-        if have >= n:
-            break
-    ids = np.concatenate(parts)[:n]
+    ids = first_requests(sampler, loader.dataset, min(sampler.num_samples(loader.dataset), _SEGMENT))
     videos, frames = loader.dataset.locate(ids)
     h, w = loader.size
     return plan_lookahead(

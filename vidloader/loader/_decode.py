@@ -149,33 +149,31 @@ class DecodeStage:
         crops = spec.crops
         put_seconds = 0.0
 
-        def emit(i: int, arr: np.ndarray) -> None:
+        def place(rows: Sequence[int], row: np.ndarray) -> torch.Tensor:
+            """Write ``row`` into ``rows`` of ``out``; return what the cache keeps of it."""
+            if yuv:  # the cache keeps the row; the output gets what a cached row becomes
+                put_frame(out, rows, yuv420_row_to_rgb(row, out_size))
+                return torch.from_numpy(row)
+            return put_frame(out, rows, row)
+
+        def keep(c: FrameCache, key: int, t: torch.Tensor, uses: int) -> None:
             nonlocal put_seconds
+            t_put = time.perf_counter()
+            c.put(key, t, uses)
+            put_seconds += time.perf_counter() - t_put
+
+        def emit(i: int, arr: np.ndarray) -> None:
             if stop is not None and stop.is_set():
                 raise JobStopped(f"{meta.path}: stopped at frame {i}")
             if crops is not None:  # one cropped row per request: arr is [requests, *row]
                 for target, row in zip(crops.get(i, ()), arr):
-                    rows_ = (target.row,) if target.row >= 0 else ()
-                    if yuv:
-                        put_frame(out, rows_, yuv420_row_to_rgb(row, out_size))
-                        t = torch.from_numpy(row)
-                    else:
-                        t = put_frame(out, rows_, row)
+                    t = place((target.row,) if target.row >= 0 else (), row)
                     if target.row < 0 and cache is not None:
-                        t_put = time.perf_counter()
-                        cache.put(target.key, t, 1)
-                        put_seconds += time.perf_counter() - t_put
-                done_frames.add(i)
-                return
-            if yuv:  # the cache keeps the row; the output gets what a cached row becomes
-                put_frame(out, slots.get(i, ()), yuv420_row_to_rgb(arr, out_size))
-                t = torch.from_numpy(arr)
+                        keep(cache, target.key, t, 1)
             else:
-                t = put_frame(out, slots.get(i, ()), arr)
-            if store and i in store and cache is not None:
-                t_put = time.perf_counter()
-                cache.put(frame_key(job.video, i), t, store[i])
-                put_seconds += time.perf_counter() - t_put
+                t = place(slots.get(i, ()), arr)
+                if store and i in store and cache is not None:
+                    keep(cache, frame_key(job.video, i), t, store[i])
             done_frames.add(i)
 
         err: VideoError | None = None
