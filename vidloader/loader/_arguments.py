@@ -11,9 +11,10 @@ from .._types import ON_ERROR
 from ..index import VideoDataset
 from ..planning import DecodeCrop
 from ..sampling import Sampler, UniformFrames
+from ._deliver import accepts_generator
 from ._fetch import RemoteFetch
 
-__all__ = ["WORKER_KINDS", "WorkerKind", "check_crop", "check_dataset", "check_options", "check_sampler", "check_worker_kind", "common_size"]
+__all__ = ["WORKER_KINDS", "WorkerKind", "check_crop", "check_dataset", "check_options", "check_sampler", "check_transform_workers", "check_worker_kind", "common_size"]
 
 
 def check_dataset(dataset: object) -> VideoDataset:
@@ -136,3 +137,12 @@ def check_worker_kind(worker_kind: object, *, num_workers: int, sequential: bool
                 "between jobs in one process); use worker_kind='threads'"
             )
     return worker_kind  # type: ignore[return-value]  # checked against WORKER_KINDS above
+
+
+def check_transform_workers(value: object, *, transform: object, num_workers: int) -> int:
+    """``transform_workers`` as an int >= 0; None picks the default (see ``VideoLoader``)."""
+    if value is None:
+        if transform is None or num_workers == 0:
+            return 0
+        return 2 if callable(transform) and accepts_generator(transform) else 1
+    return _int("transform_workers", value, 0)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
 
 import torch
 
 from ._batch import Batch
 
-__all__ = ["Deliver", "batch_seed"]
+__all__ = ["Deliver", "DeliveryThreads", "batch_seed"]
+
+_T = TypeVar("_T")
 
 
 class Deliver:
@@ -53,3 +56,23 @@ def batch_seed(*xs: int) -> int:
     for x in xs:
         h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
     return h >> 1
+
+
+class DeliveryThreads:
+    """``workers`` threads that assemble batches and run :class:`Deliver` on them ahead of
+    the iterating thread, at most one batch each; started on first use."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, fn: Callable[[Any], _T], arg: Any) -> "Future[_T]":
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vidloader-deliver")
+        return self._pool.submit(fn, arg)
+
+    def shutdown(self, *, wait: bool) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            if wait:
+                self._pool = None

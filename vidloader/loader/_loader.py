@@ -33,12 +33,14 @@ from ..index import VideoDataset
 from ..planning import DecodeCrop, LookaheadStats
 from ..storage import is_url
 from ..sampling import FrameSampler, ItemSamplingReport, Sampler, SamplingReport, sampling_report
-from ._arguments import WorkerKind, check_crop, check_dataset, check_options, check_sampler, check_worker_kind, common_size
+from ._arguments import (
+    WorkerKind, check_crop, check_dataset, check_options, check_sampler, check_transform_workers, check_worker_kind, common_size,
+)  # fmt: skip
 from ._assemble import BatchAssembler, ErrorPolicy
 from ._batch import Batch
 from ._decode import DecodeStage, default_workers
 from ._decode_processes import ProcessDecodeStage
-from ._deliver import Deliver
+from ._deliver import Deliver, DeliveryThreads
 from ._epochs import EpochGuard
 from ._fetch import FetchStage, default_fetch
 from ._frame_cache import default_cache_bytes
@@ -87,6 +89,14 @@ class VideoLoader:
         transform: batched transform, called as ``transform(data, generator=g)`` (or
             ``transform(data)``) on the target device, ``g`` seeded from (seed, epoch,
             batch number, rank).
+        transform_workers: threads that assemble batches and run the transform ahead of
+            the iterating thread, one batch each (each holds its transformed batch until
+            it is taken); 0: in the iterating thread. Batches and their order are the
+            same for any value. Default: 0 without a transform or with ``num_workers=0``;
+            else 2 when the transform takes a ``generator`` (each batch draws from its
+            own), 1 when it does not (calls stay in batch order, so a transform drawing
+            from torch's global generator sees the same sequence). With 2 or more the
+            transform is called from several threads at once.
         num_workers: decoding threads (default: the cores available; 0: the iterating thread).
         device, pin_memory: where batches go (decoding is on the CPU); pinned batches.
         prefetch: batches decoded ahead of the one being consumed (at least).
@@ -158,6 +168,7 @@ class VideoLoader:
         batch_size: int = 128,
         size: SizeLike | None = (224, 224),
         transform: Callable[..., Any] | None = None,
+        transform_workers: int | None = None,
         num_workers: int | None = None,
         device: str | torch.device = "cpu",
         pin_memory: bool = False,
@@ -241,6 +252,8 @@ class VideoLoader:
             item_info=(lambda pos: self.sampler.item_info(dataset, pos)) if item_info else None,
         )  # fmt: skip
         self._deliver = Deliver(device=self.device, pin_memory=self.pin_memory, transform=transform)
+        self.transform_workers = check_transform_workers(transform_workers, transform=transform, num_workers=self.num_workers)
+        self._delivery = DeliveryThreads(self.transform_workers)
         self._recorder = Recorder()
         self._planner = PlannerThread()
         self._epochs = EpochGuard(repeat=bool(repeat_epochs))  # warns when an epoch repeats
@@ -317,6 +330,7 @@ class VideoLoader:
     def close(self) -> None:
         self._decode.close()
         self._planner.shutdown(wait=True)
+        self._delivery.shutdown(wait=True)
         self._fetch.close()
 
     def _interrupt(self) -> None:
@@ -325,6 +339,7 @@ class VideoLoader:
         self._decode.stop_all()
         self._decode.shutdown_nowait()
         self._planner.shutdown(wait=False)
+        self._delivery.shutdown(wait=False)
 
     def __enter__(self) -> "VideoLoader":
         return self
@@ -338,6 +353,7 @@ class VideoLoader:
         try:
             self._decode.shutdown_nowait()
             self._planner.shutdown(wait=False)
+            self._delivery.shutdown(wait=False)
         except Exception:
             pass
 
@@ -372,7 +388,7 @@ class VideoLoader:
         run = EpochPass(
             sampler=self.sampler, dataset=self.dataset, shape=self._shape, planner=self._planner, fetch=self._fetch,
             decode=self._decode, policy=self._policy, assembler=self._assembler, deliver=self._deliver,
-            recorder=self._recorder, on_batch=on_batch,
+            recorder=self._recorder, on_batch=on_batch, delivery=self._delivery,
         )  # fmt: skip
         return self._epochs.watch(epoch, run.run(start.position, batch_no))
 

@@ -21,9 +21,9 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Generator, Iterator
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from ..planning import CropDraw, DecodeCrop
 from ._assemble import BatchAssembler, ErrorPolicy, Window, WindowOutcome, finish_window
 from ._batch import Batch
 from ._decode import DecodeStage
-from ._deliver import Deliver
+from ._deliver import Deliver, DeliveryThreads
 from ._fetch import Fetched, FetchStage
 from ._frame_cache import FrameCache
 from ._requests import RequestStream, share_blocks
@@ -114,6 +114,33 @@ class Recorder:
 
 
 @dataclass(frozen=True)
+class _Cut:
+    """A batch cut from finished windows: its ``parts`` (window, item numbers), its number
+    in the epoch, the share position just after its last item, and its padded items."""
+
+    parts: list[tuple[Window, np.ndarray]]
+    batch_no: int
+    consumed: int
+    padded: int
+
+
+@dataclass(frozen=True)
+class _Made:
+    """An assembled, delivered batch and what each step took."""
+
+    batch: Batch
+    assemble_seconds: float
+    transform_seconds: float
+
+
+class _Wait:
+    """From ``EpochPass._cuts``: the next cut would wait for decoding; hand a made batch over first."""
+
+
+_WAIT = _Wait()
+
+
+@dataclass(frozen=True)
 class PassShape:
     """The fixed facts of a loader's passes."""
 
@@ -150,6 +177,7 @@ class EpochPass:
         deliver: Deliver,
         recorder: Recorder,
         on_batch: Callable[[int, int], None],
+        delivery: DeliveryThreads | None = None,
     ):
         self.sampler = sampler
         self.dataset = dataset
@@ -169,6 +197,8 @@ class EpochPass:
         self.deliver = deliver
         self.recorder = recorder
         self.on_batch = on_batch
+        self.delivery = delivery  # threads that assemble and transform batches ahead (None: this thread)
+        self._t_start = 0.0  # when producing the next batch began
         self._fetched = Fetched()  # fetched since the last window was recorded
         self._stop = threading.Event()  # set when the pass is interrupted: its jobs end early
         self._error: VideoError | None = None  # on_error="raise": the first bad item's error, not raised yet
@@ -200,6 +230,81 @@ class EpochPass:
         return outcome.good
 
     def run(self, start: int, batch_no: int) -> Iterator[Batch]:
+        sampler = self.sampler
+        seed, epoch, rank = sampler.seed, sampler.epoch, sampler.rank
+        pool = self.delivery if self.delivery is not None and self.delivery.workers > 0 else None
+        depth = pool.workers if pool is not None else 0
+        pending: deque[tuple[_Cut, Future[_Made]]] = deque()
+
+        def make(c: _Cut) -> _Made:
+            t0 = time.perf_counter()
+            batch = self.assembler.make(c.parts)
+            t1 = time.perf_counter()
+            batch = self.deliver(batch, seed=seed, epoch=epoch, batch_no=c.batch_no, rank=rank)
+            return _Made(batch, t1 - t0, time.perf_counter() - t1)
+
+        def hand_over(c: _Cut, made: _Made, waited: float) -> Batch:
+            s = self.recorder.stats
+            with self.recorder.lock:
+                s.batches += 1
+                s.frames_delivered += len(made.batch) * self.shape.per
+                s.items_delivered += len(made.batch)
+                s.padded += c.padded
+                s.assemble_seconds += made.assemble_seconds
+                s.transform_seconds += made.transform_seconds
+                s.wait_seconds += waited
+                s.seconds += time.perf_counter() - self._t_start
+                self.on_batch(c.consumed, c.batch_no + 1)
+            return made.batch
+
+        def oldest() -> Batch:
+            c, fut = pending.popleft()
+            t0 = time.perf_counter()
+            made = fut.result()
+            return hand_over(c, made, time.perf_counter() - t0)
+
+        self._t_start = time.perf_counter()
+        cuts = self._cuts(start, batch_no, pending_batches=lambda: len(pending))
+        try:
+            while True:
+                # A batch made ahead is handed over as soon as it is ready, or when the
+                # makers are all busy, or when cutting the next would wait for decoding.
+                if pending and (len(pending) >= depth or pending[0][1].done()):
+                    yield oldest()
+                    self._t_start = time.perf_counter()
+                    continue
+                try:
+                    c = next(cuts, None)
+                except Exception:
+                    while pending:  # the batches cut before the error come first
+                        yield oldest()
+                        self._t_start = time.perf_counter()
+                    raise
+                if c is None:
+                    break
+                if isinstance(c, _Wait):
+                    yield oldest()
+                elif pool is None:
+                    yield hand_over(c, make(c), 0.0)
+                else:
+                    pending.append((c, pool.submit(make, c)))
+                    continue
+                self._t_start = time.perf_counter()
+            while pending:
+                yield oldest()
+                self._t_start = time.perf_counter()
+        except (KeyboardInterrupt, SystemExit):
+            self._stop.set()  # no thread, nor the interpreter's exit, waits for jobs nobody will use
+            raise
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            cuts.close()
+
+    def _cuts(self, start: int, batch_no: int, *, pending_batches: Callable[[], int]) -> Generator[_Cut | _Wait, None, None]:
+        """The pass's batches in order, as :class:`_Cut` values (what to assemble), or
+        :data:`_WAIT` when the next cut would wait for decoding while
+        ``pending_batches()`` batches are being made: hand one over, then ask again."""
         sh = self.shape
         bs = sh.batch_size
         n = self.sampler.num_samples(self.dataset)
@@ -211,7 +316,6 @@ class EpochPass:
         ready: deque[tuple[Window, np.ndarray]] = deque()  # (window, its good items not yet used)
         n_ready = 0
         last_good = start - 1  # position of the last good item seen
-        t_start = time.perf_counter()
         try:
             while len(inflight) < sh.in_flight and self._submit(ids, inflight, n):
                 pass
@@ -226,6 +330,9 @@ class EpochPass:
                     if self._error is not None:
                         raise self._error
                     if inflight:
+                        if pending_batches() and not all(f.done() for f in inflight[0].futures):
+                            yield _WAIT
+                            continue
                         window = inflight.popleft()
                         good = self._finish(window)
                         self._submit(ids, inflight, n)
@@ -256,27 +363,11 @@ class EpochPass:
                     if good.shape[0] > need:
                         ready.appendleft((window, good[need:]))
                 n_ready -= take
-                t0 = time.perf_counter()
-                batch = self.assembler.make(parts)
-                t1 = time.perf_counter()
-                batch = self.deliver(batch, seed=self.sampler.seed, epoch=self.sampler.epoch, batch_no=batch_no, rank=self.sampler.rank)
-                t2 = time.perf_counter()
-                batch_no += 1
                 last_window, last_rows = parts[-1]
                 consumed = last_window.start + int(last_rows[-1]) + 1
                 padded = sum(int((c.start + rows >= n).sum()) for c, rows in parts)
-                s = self.recorder.stats
-                with self.recorder.lock:
-                    s.batches += 1
-                    s.frames_delivered += len(batch) * sh.per
-                    s.items_delivered += len(batch)
-                    s.padded += padded
-                    s.assemble_seconds += t1 - t0
-                    s.transform_seconds += t2 - t1
-                    s.seconds += time.perf_counter() - t_start
-                    self.on_batch(consumed, batch_no)
-                yield batch
-                t_start = time.perf_counter()
+                yield _Cut(parts, batch_no, consumed, padded)
+                batch_no += 1
         except (KeyboardInterrupt, SystemExit):
             self._stop.set()  # no thread, nor the interpreter's exit, waits for jobs nobody will use
             raise

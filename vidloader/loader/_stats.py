@@ -81,7 +81,8 @@ class LoaderStats:
       per file path, the items it cost and its first error (:class:`FileErrors`);
       ``recent_errors`` the last 20 distinct messages.
     - transform: ``transform_seconds`` (to the device, then the transform).
-    - ``wait_seconds``: time the iterating thread waited for decoding to finish.
+    - ``wait_seconds``: time the iterating thread waited for decoding to finish, and for
+      batches assembled and transformed ahead (``transform_workers``).
     """
 
     batches: int = 0
