@@ -151,9 +151,11 @@ def run_bench(
         console.print(f"  {ds.num_videos} videos, {ds.num_frames} frames, {ds.videos[0].width}x{ds.videos[0].height}, mean GOP {gops[0]:.1f}")
         sources = [CeilingSource(m.path, m.size_bytes, m.etag or None) for m in ds.videos]
         prefixes = {url_prefix(m.path): dict(storage_options or {}) for m in ds.videos if is_url(m.path)} if urls else None
+        t_ceiling = time.perf_counter()
         ceiling = measure_ceiling(
             sources, seconds=ceiling_seconds, processes=cfg.workers, size=(cfg.size, cfg.size), storage_options=prefixes
         )
+        t_ceiling = time.perf_counter() - t_ceiling
         if urls:
             console.print(
                 f"  on URLs: {', '.join(wl_names) or 'no mode'} (through the fetch stage), the sequential ceiling (through "
@@ -164,10 +166,10 @@ def run_bench(
         console.print(
             f"  (c) sequential ceiling{' over storage' if urls else ''}: {ceiling.frames_per_second:.1f} frames/s ({ceiling.best}); "
             + ", ".join(f"{k}: {v:.1f}" for k, v in ceiling.ways.items())
-            + f"; decode only: {ceiling.decode_only_fps:.1f}"
+            + f"; decode only: {ceiling.decode_only_fps:.1f} (took {t_ceiling:.0f} s)"
         )
         w = Workload(wname, paths, ds, ceiling.frames_per_second, ceiling.decode_only_fps)
-        entry: dict[str, Any] = {"files": len(paths), "frames": ds.num_frames, "ceiling": asdict(ceiling), "modes": {}}
+        entry: dict[str, Any] = {"files": len(paths), "frames": ds.num_frames, "ceiling": {**asdict(ceiling), "wall_seconds": t_ceiling}, "modes": {}}
         if urls:
             entry.update(urls=True, modes_on_urls=list(wl_names), skipped=skipped)
         one = results["workloads"].get("one video", {}).get("modes", {}).get("classic")
@@ -175,9 +177,15 @@ def run_bench(
             entry["classic_one_video_ips"] = one["images_per_second"]
         for name in wl_names:
             console.print(f"  running {name}: {MODES[name].label} ...")
+            t_mode = time.perf_counter()
             r = MODES[name].run(w, cfg)
+            t_mode = time.perf_counter() - t_mode
             entry["modes"][name] = _summarise(r, w, entry)
-            console.print(f"    {r.images_per_second:.1f} images/s, A={r.decode_amplification:.2f}")
+            entry["modes"][name]["wall_seconds"] = t_mode
+            console.print(
+                f"    {r.images_per_second:.1f} images/s, A={r.decode_amplification:.2f} (mode took {t_mode:.0f} s, "
+                f"{time.perf_counter() - t_start:.0f} s into the run)"
+            )
             for line in stage_lines(r.extra.get("stages")):
                 console.print(line, markup=False, highlight=False)
             x = r.extra
@@ -216,6 +224,7 @@ def run_bench(
                 console.print(f"    {x['unavailable']}" if "unavailable" in x else f"    verified {x['checked_frames']} frames: {x['wrong_frames']} wrong, {x['exact_frames']} bit exact")
         results["workloads"][wname] = entry
     results["seconds"] = time.perf_counter() - t_start
+    console.print(f"whole run: {results['seconds']:.0f} s")
 
     _print_table(console, results)
     if json_path:
