@@ -61,6 +61,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure")
+    ap.add_argument("--only", nargs="+", default=None, help="measure only these cases")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
 
@@ -79,17 +81,19 @@ def main() -> None:
     ]
     results: dict[str, dict[str, float]] = {}
     print(f"ms CPU per image, best of {args.rounds}, batch {args.batch} in chunks of {CHUNK}")
-    print(f"{'case':<24}{'threads=1':>10}{'threads=2':>10}")
+    print(f"{'case':<24}" + "".join(f"{f'threads={n}':>11}" for n in args.threads))
     for name, t, data in cases:
+        if args.only and name not in args.only:
+            continue
         row: dict[str, float] = {}
-        for threads in (1, 2):
+        for threads in args.threads:
             torch.set_num_threads(threads)
             row[str(threads)] = round(_cost(t, data, args.rounds), 3)
         results[name] = row
-        print(f"{name:<24}{row['1']:>10.3f}{row['2']:>10.3f}", flush=True)
+        print(f"{name:<24}" + "".join(f"{v:>11.3f}" for v in row.values()), flush=True)
     if args.json:
         meta = {"torch": torch.__version__, "python": sys.version.split()[0], "batch": args.batch, "chunk": CHUNK,
-                "rounds": args.rounds, "unit": "ms CPU per image (best round)"}
+                "rounds": args.rounds, "threads": args.threads, "unit": "ms CPU per image (best round)"}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=1)
 
