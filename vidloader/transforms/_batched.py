@@ -332,15 +332,15 @@ def _grayscale(x: Tensor) -> Tensor:
 # Each op reads ``src`` and writes ``dst`` (the same tensor, or a fresh one of
 # the same shape), so a chain of ops needs no working copy of the input.
 # ``factor`` is a Python float (one sample) or a ``[N, 1, 1, 1]`` tensor.
-Factor = float | Tensor
+_Factor = float | Tensor
 
 
-def _adjust_brightness(src: Tensor, dst: Tensor, factor: Factor) -> None:
+def _adjust_brightness(src: Tensor, dst: Tensor, factor: _Factor) -> None:
     # f * x + (1 - f) * 0, clamped.
     torch.mul(src, factor, out=dst).clamp_(0.0, 1.0)
 
 
-def _adjust_contrast(src: Tensor, dst: Tensor, factor: Factor) -> None:
+def _adjust_contrast(src: Tensor, dst: Tensor, factor: _Factor) -> None:
     # f * x + (1 - f) * mean, clamped, with lerp's single pass: x + (1 - f) * (mean - x).
     wr, wg, wb = _GRAY_WEIGHTS
     m = src.mean(dim=(2, 3))  # per-channel means; their luma is the mean luma
@@ -348,11 +348,11 @@ def _adjust_contrast(src: Tensor, dst: Tensor, factor: Factor) -> None:
     torch.lerp(src, mean, 1.0 - factor, out=dst).clamp_(0.0, 1.0)
 
 
-def _adjust_saturation(src: Tensor, dst: Tensor, factor: Factor) -> None:
+def _adjust_saturation(src: Tensor, dst: Tensor, factor: _Factor) -> None:
     torch.lerp(src, _grayscale(src), 1.0 - factor, out=dst).clamp_(0.0, 1.0)
 
 
-def _adjust_hue_into(src: Tensor, dst: Tensor, factor: Factor) -> None:
+def _adjust_hue_into(src: Tensor, dst: Tensor, factor: _Factor) -> None:
     # HSV hue rotation without building H, S, V.  With C = max - min and
     # h6 = 6 * (H + factor) mod 6, torchvision's _hsv2rgb gives, per channel,
     # V - V*S*w = max - C*w, where w (0..1) is the channel's distance from its
@@ -390,7 +390,7 @@ def _adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     return out
 
 
-_JITTER_OPS: tuple[Callable[[Tensor, Tensor, Factor], None], ...] = (
+_JITTER_OPS: tuple[Callable[[Tensor, Tensor, _Factor], None], ...] = (
     _adjust_brightness,
     _adjust_contrast,
     _adjust_saturation,
