@@ -406,3 +406,42 @@ def test_outputs_stay_on_input_device_and_dtype():
         for t in (RandomResizedCrop(8), RandomHorizontalFlip(), ColorJitter(0.3, 0.3, 0.3, 0.1)):
             out = t(x, generator=_gen(0))
             assert out.device == x.device and out.dtype == dtype
+
+
+# --------------------------------------------------------------------------
+# inputs are never written
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+def test_transforms_leave_the_input_unchanged(dtype):
+    x = _frames(6, 20, 24, seed=10, dtype=dtype)
+    before = x.clone()
+    jitter = ColorJitter(0.5, 0.5, 0.5, 0.5)
+    for t in (
+        RandomResizedCrop(12),
+        RandomHorizontalFlip(),
+        jitter,
+        ColorJitter(hue=0.5),
+        ColorJitter(brightness=0.5),
+        ToFloat(),
+        Normalize((0.5,) * 3, (0.25,) * 3),
+        Compose([ToFloat(), jitter]),
+    ):
+        out = t(x, generator=_gen(1))
+        assert torch.equal(x, before), t
+        if out.data_ptr() != x.data_ptr():
+            assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+
+
+def test_color_jitter_grouped_path_matches_per_sample_reference(monkeypatch):
+    # The path used off the CPU (whole groups of samples per op), run on the CPU.
+    monkeypatch.setattr(ColorJitter, "_apply_per_sample", staticmethod(ColorJitter._apply_grouped))
+    x = _frames(12, 4, 5, seed=11)
+    before = x.clone()
+    cj = ColorJitter(0.5, 0.6, 0.7, 0.3)
+    p = cj.get_params(12, generator=_gen(3))
+    out = cj(x, generator=_gen(3))
+    assert torch.equal(x, before)
+    for b in range(12):
+        ref = _jitter_ref(x[b], p.order[b].tolist(), _factors(p, b)).float()
+        torch.testing.assert_close(out[b], ref, atol=FLOAT_TOL, rtol=0)

@@ -230,11 +230,14 @@ class RandomResizedCrop:
         for (h, w), members in groups.items():
             for lo in range(0, len(members), step):
                 sub = members[lo : lo + step]
-                crops = torch.stack([data[i, :, boxes[i][0] : boxes[i][0] + h, boxes[i][1] : boxes[i][1] + w] for i in sub])
-                out[sub] = self._resize(crops)
+                views = [data[i : i + 1, :, boxes[i][0] : boxes[i][0] + h, boxes[i][1] : boxes[i][1] + w] for i in sub]
+                y = self._resize(views[0] if len(views) == 1 else torch.cat(views))
+                for j, i in enumerate(sub):
+                    out[i].copy_(y[j])  # converts to data's dtype (exact for the rounded uint8 values)
         return out
 
     def _resize(self, crops: Tensor) -> Tensor:
+        """Resampled ``crops`` in the work dtype (rounded and clamped to [0, 255] for uint8)."""
         mode = self.interpolation
         x = crops.to(_work_dtype(crops.dtype))
         if mode == "nearest":
@@ -242,8 +245,8 @@ class RandomResizedCrop:
         else:
             y = F.interpolate(x, size=self.size, mode=mode, align_corners=False, antialias=self.antialias)
         if crops.dtype == torch.uint8:
-            return y.round_().clamp_(0, 255).to(torch.uint8)
-        return y.to(crops.dtype)
+            return y.round_().clamp_(0, 255)
+        return y
 
 
 # --------------------------------------------------------------------------
@@ -320,72 +323,78 @@ def _jitter_range(
 
 
 def _grayscale(x: Tensor) -> Tensor:
+    """``[N, 1, H, W]`` luma of ``[N, 3, H, W]`` RGB (a fresh tensor)."""
     r, g, b = x.unbind(dim=1)
     wr, wg, wb = _GRAY_WEIGHTS
-    return (wr * r + wg * g + wb * b).unsqueeze(1)
+    return (wr * r).add_(g, alpha=wg).add_(b, alpha=wb).unsqueeze(1)
 
 
-def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
-    return (factor * x + (1.0 - factor) * other).clamp_(0.0, 1.0)
+# Each op reads ``src`` and writes ``dst`` (the same tensor, or a fresh one of
+# the same shape), so a chain of ops needs no working copy of the input.
+# ``factor`` is a Python float (one sample) or a ``[N, 1, 1, 1]`` tensor.
+_Factor = float | Tensor
 
 
-def _adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
-    return _blend(x, torch.zeros_like(x), factor)
+def _adjust_brightness(src: Tensor, dst: Tensor, factor: _Factor) -> None:
+    # f * x + (1 - f) * 0, clamped.
+    torch.mul(src, factor, out=dst).clamp_(0.0, 1.0)
 
 
-def _adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
-    return _blend(x, _grayscale(x).mean(dim=(1, 2, 3), keepdim=True), factor)
+def _adjust_contrast(src: Tensor, dst: Tensor, factor: _Factor) -> None:
+    # f * x + (1 - f) * mean, clamped, with lerp's single pass: x + (1 - f) * (mean - x).
+    wr, wg, wb = _GRAY_WEIGHTS
+    m = src.mean(dim=(2, 3))  # per-channel means; their luma is the mean luma
+    mean = (wr * m[:, 0]).add_(m[:, 1], alpha=wg).add_(m[:, 2], alpha=wb).view(-1, 1, 1, 1)
+    torch.lerp(src, mean, 1.0 - factor, out=dst).clamp_(0.0, 1.0)
 
 
-def _adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
-    return _blend(x, _grayscale(x), factor)
+def _adjust_saturation(src: Tensor, dst: Tensor, factor: _Factor) -> None:
+    torch.lerp(src, _grayscale(src), 1.0 - factor, out=dst).clamp_(0.0, 1.0)
 
 
-def _rgb_to_hsv(x: Tensor) -> Tensor:
-    r, g, b = x.unbind(dim=1)
-    maxc = x.amax(dim=1)
-    minc = x.amin(dim=1)
-    eqc = maxc == minc
+def _adjust_hue_into(src: Tensor, dst: Tensor, factor: _Factor) -> None:
+    # HSV hue rotation without building H, S, V.  With C = max - min and
+    # h6 = 6 * (H + factor) mod 6, torchvision's _hsv2rgb gives, per channel,
+    # V - V*S*w = max - C*w, where w (0..1) is the channel's distance from its
+    # own hue: R: clamp(2 - |h6 - 3|, 0, 1), G: clamp(|h6 - 2| - 1, 0, 1),
+    # B: clamp(|h6 - 4| - 1, 0, 1).  Same values up to float rounding.  Only
+    # ops with vectorised CPU kernels: float 0/1 masks and lerp (exact at
+    # weights 0 and 1) instead of torch.where, frac instead of remainder.
+    r, g, b = src.unbind(dim=1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
     cr = maxc - minc
-    ones = torch.ones_like(maxc)
-    s = cr / torch.where(eqc, ones, maxc)
-    cr_divisor = torch.where(eqc, ones, cr)
-    rc = (maxc - r) / cr_divisor
-    gc = (maxc - g) / cr_divisor
-    bc = (maxc - b) / cr_divisor
-    hr = (maxc == r) * (bc - gc)
-    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
-    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
-    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
-    return torch.stack((h, s, maxc), dim=1)
-
-
-def _hsv_to_rgb(x: Tensor) -> Tensor:
-    # Closed form of the sector table: channel n in (5, 3, 1) for (r, g, b) is
-    # v - v*s*clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6. Same values as
-    # torchvision's _hsv2rgb up to float rounding, without per-pixel gathers.
-    h, s, v = x.unbind(dim=1)
-    h6 = h * 6.0
-    vs = v * s
-    out = []
-    for n in (5.0, 3.0, 1.0):
-        k = torch.remainder(h6 + n, 6.0)
-        out.append(v - vs * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0))
-    return torch.stack(out, dim=1)
+    is_r = torch.eq(maxc, r, out=torch.empty_like(r))
+    is_g = torch.eq(maxc, g, out=torch.empty_like(g))
+    # 6 * H * C by the max channel's sector (r before g before b, as torchvision).
+    h6 = torch.sub(r, g).add_(cr, alpha=4.0)
+    torch.lerp(h6, torch.sub(b, r).add_(cr, alpha=2.0), is_g, out=h6)
+    torch.lerp(h6, torch.sub(g, b), is_r, out=h6)
+    # Grey pixels have h6 == 0 here, so any positive divisor will do.
+    h6.div_(cr.clamp_min(torch.finfo(cr.dtype).tiny))
+    # Rotate, and wrap into [0, 6) (h6 + 6 * factor + 6 > 0).
+    shift = factor.view(-1, 1, 1) * 6.0 + 6.0 if isinstance(factor, Tensor) else 6.0 * factor + 6.0
+    h6.add_(shift).mul_(1.0 / 6.0).frac_().mul_(6.0)
+    # R: max + C * clamp(|h6 - 3| - 2, -1, 0); G, B: max - C * clamp(|h6 - c| - 1, 0, 1).
+    w = torch.sub(h6, 3.0).abs_().sub_(2.0).clamp_(-1.0, 0.0)
+    torch.addcmul(maxc, cr, w, out=dst[:, 0])
+    for ch, centre in ((1, 2.0), (2, 4.0)):
+        w = torch.sub(h6, centre).abs_().sub_(1.0).clamp_(0.0, 1.0)
+        torch.addcmul(maxc, cr, w, value=-1.0, out=dst[:, ch])
 
 
 def _adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
-    hsv = _rgb_to_hsv(x)
-    h, s, v = hsv.unbind(dim=1)
-    h = torch.remainder(h + factor.view(-1, 1, 1), 1.0)
-    return _hsv_to_rgb(torch.stack((h, s, v), dim=1))
+    """Hue of ``[N, 3, H, W]`` ``x`` rotated by ``factor`` (``[N, 1, 1, 1]``), as a new tensor."""
+    out = torch.empty_like(x)
+    _adjust_hue_into(x, out, factor)
+    return out
 
 
-_JITTER_OPS: tuple[Callable[[Tensor, Tensor], Tensor], ...] = (
+_JITTER_OPS: tuple[Callable[[Tensor, Tensor, _Factor], None], ...] = (
     _adjust_brightness,
     _adjust_contrast,
     _adjust_saturation,
-    _adjust_hue,
+    _adjust_hue_into,
 )
 
 
@@ -403,7 +412,14 @@ class ColorJitter:
     Floating input returns the same dtype, clamped to ``[0, 1]``.  uint8 input
     is processed in float32 on ``[0, 1]`` and rounded once at the end (torchvision
     truncates to uint8 after every op, so it can differ by a few levels).  With
-    every op off the input is returned unchanged.
+    every op off the input is returned unchanged; otherwise the result is a new
+    tensor and the input is never written.
+
+    Cost: a few passes over each sample per op (the hue rotation about 30
+    passes over one channel plane).  On the CPU each sample runs its ops on its
+    own, in place in the output, so it stays in cache and nothing is gathered;
+    on other devices each op runs on the group of samples at that position of
+    their order.
     """
 
     def __init__(
@@ -455,13 +471,50 @@ class ColorJitter:
         factors = (params.brightness, params.contrast, params.saturation, params.hue)
         if data.shape[0] == 0 or all(f is None for f in factors):
             return data
-        device = data.device
         dtype = _work_dtype(data.dtype)
-        x = data.to(dtype=dtype, copy=True)
+        if data.dtype == dtype:
+            # The first op of each sample reads ``data`` and writes ``x``; the
+            # caller's tensor is never written and needs no working copy.
+            src, x = data, torch.empty_like(data, memory_format=torch.contiguous_format)
+        else:
+            src = x = data.to(dtype)
+            if data.dtype == torch.uint8:
+                x.div_(255.0)
+        if data.device.type == "cpu":
+            self._apply_per_sample(src, x, params)
+        else:
+            self._apply_grouped(src, x, params)
         if data.dtype == torch.uint8:
-            x.div_(255.0)
-        # Position k of every sample's order, op by op, on the samples whose
-        # k-th op it is.  Masks are on the CPU, so no device sync is needed.
+            return x.mul_(255.0).round_().to(torch.uint8)
+        return x.to(data.dtype)
+
+    @staticmethod
+    def _apply_per_sample(src: Tensor, x: Tensor, params: ColorJitterParams) -> None:
+        # CPU: one sample at a time, on views, so the sample stays in cache and
+        # nothing is gathered or scattered; factors are Python floats.
+        factors = [
+            None if f is None else f.tolist()
+            for f in (params.brightness, params.contrast, params.saturation, params.hue)
+        ]
+        for i, order in enumerate(params.order.tolist()):
+            s, d = src[i : i + 1], x[i : i + 1]
+            last = -1
+            for op in order:
+                f = factors[op]
+                if f is not None:
+                    _JITTER_OPS[op](s, d, f[i])
+                    s, last = d, op
+            if last == 3:
+                d.clamp_(0.0, 1.0)  # the blends clamp, the hue rotation does not
+
+    @staticmethod
+    def _apply_grouped(src: Tensor, x: Tensor, params: ColorJitterParams) -> None:
+        # Other devices: position k of every sample's order, op by op, on the
+        # samples whose k-th op it is (few large kernels).  Masks are on the
+        # CPU, so no device sync is needed.
+        if src is not x:
+            x.copy_(src)
+        factors = (params.brightness, params.contrast, params.saturation, params.hue)
         for k in range(4):
             for op, fn in enumerate(_JITTER_OPS):
                 factor = factors[op]
@@ -470,16 +523,15 @@ class ColorJitter:
                 mask = params.order[:, k] == op
                 if not bool(mask.any()):
                     continue
-                f = factor[mask].to(device=device, dtype=dtype).view(-1, 1, 1, 1)
-                idx = _selected(mask, device)
+                f = factor[mask].to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
+                idx = _selected(mask, x.device)
                 if idx is None:
-                    x = fn(x, f)
+                    fn(x, x, f)
                 else:
-                    x.index_copy_(0, idx, fn(x.index_select(0, idx), f))
+                    sub = x.index_select(0, idx)
+                    fn(sub, sub, f)
+                    x.index_copy_(0, idx, sub)
         x.clamp_(0.0, 1.0)
-        if data.dtype == torch.uint8:
-            return x.mul_(255.0).round_().to(torch.uint8)
-        return x.to(data.dtype)
 
 
 # --------------------------------------------------------------------------
