@@ -41,11 +41,16 @@ def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
     cfg = BenchConfig(batch_size=8, workers=2, warmup_rounds=1, timed_rounds=1)
     res = run_bench(data=tiny_clips, json_path=out, config=cfg, ceiling_seconds=0.5)
     saved = json.loads(out.read_text())
+    # the default modes, and a relaxed mode outside them (ChunkTiles: --full or by name)
+    chunk = run_bench(data=tiny_clips, modes=["chunk-16"], json_path=None, config=cfg, ceiling_seconds=0.5)["workloads"]["custom"]
     assert saved["workloads"].keys() == res["workloads"].keys() == {"custom"}
     wl = saved["workloads"]["custom"]
     assert wl["files"] == 2 and wl["frames"] == 120
     assert wl["ceiling"]["frames_per_second"] > 0 and len(wl["ceiling"]["ways"]) == 3
-    assert set(wl["modes"]) == {"classic", "exact", "exact-lookahead", "chunk-16", "gop-1"}
+    assert set(wl["modes"]) == {"classic", "exact", "exact-lookahead", "gop-1"}
+    assert set(chunk["modes"]) == {"chunk-16"}
+    c16 = chunk["modes"]["chunk-16"]
+    assert c16["images"] == 16 and c16["ratio_to_ceiling"] == pytest.approx(c16["images_per_second"] / chunk["ceiling"]["frames_per_second"])
     la = wl["modes"].pop("exact-lookahead")  # the whole epoch timed
     assert la["images"] == 120 and la["extra"]["timed"] and la["amplification_measured"]
     assert la["extra"]["warmup_requests"] == 32 and la["extra"]["after_warmup_amplification"] >= 0
@@ -61,8 +66,7 @@ def test_bench_runs_and_reports_every_mode(tiny_clips, tmp_path):
     assert exact["amplification_measured"] and exact["decode_amplification"] >= 1.0
     assert exact["extra"]["frames_delivered"] >= 32  # warm-up and timed batches
     assert exact["ratio_to_classic"] == pytest.approx(exact["images_per_second"] / wl["modes"]["classic"]["images_per_second"])
-    for name in ("chunk-16", "gop-1"):
-        x = wl["modes"][name]["extra"]
+    for x in (c16["extra"], wl["modes"]["gop-1"]["extra"]):
         assert x["tv_max_per_step"] == 0.0  # rotated tilings are exactly uniform at every step
         assert 0 < x["effective_batch_size"] <= 8 and x["design_effect"] >= 1
     # Whole-GOP tiles decode each frame once, except GOPs cut by a planning-window

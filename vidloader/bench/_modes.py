@@ -30,7 +30,7 @@ class BenchConfig:
     timed_rounds: int = 2
     seed: int = 0
     full: bool = False
-    rho_pairs: int = 32  # thumbnail pairs for the rho proxy (128 with --full)
+    rho_pairs: int = 16  # thumbnail pairs for the rho proxy (128 with --full)
     cache_bytes: int = 2_000_000_000  # look-ahead budget of the exact-lookahead mode
     lookahead_timed_max: int = 8192  # without --full, epochs longer than this get the dry run only
     # The baselines without look-ahead (classic, exact) decode 4-15 frames per image, so
@@ -402,7 +402,7 @@ def _register_relaxed() -> None:
     from ..sampling import ChunkTiles, GopTiles
 
     for c in (4, 8, 16, 32):
-        register_mode(f"chunk-{c}", f"relaxed: ChunkTiles(chunk={c}), rotated tiling", full_only=c != 16, urls=True)(
+        register_mode(f"chunk-{c}", f"relaxed: ChunkTiles(chunk={c}), rotated tiling", full_only=True, urls=True)(
             lambda w, cfg, c=c: _relaxed_mode(f"chunk-{c}", w, cfg, ChunkTiles(chunk=c, seed=cfg.seed))
         )
     for k in (1, 2, 4):
