@@ -285,7 +285,9 @@ def test_ctrl_c_stops_workers_promptly(clips):
             pids[:] = loader._decode.worker_pids()
             time.sleep(0.1)
         time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGINT)
+        # To the main thread, as a terminal's Ctrl-C reaches it: a process-directed signal
+        # may land on another thread, and a main thread blocked on a lock then waits on.
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     threading.Thread(target=interrupt, daemon=True).start()
     t0 = time.monotonic()

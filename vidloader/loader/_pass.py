@@ -116,12 +116,14 @@ class Recorder:
 @dataclass(frozen=True)
 class _Cut:
     """A batch cut from finished windows: its ``parts`` (window, item numbers), its number
-    in the epoch, the share position just after its last item, and its padded items."""
+    in the epoch, the share position just after its last item, its padded items, and the
+    counts of the windows finished since the previous cut (recorded when it is handed over)."""
 
     parts: list[tuple[Window, np.ndarray]]
     batch_no: int
     consumed: int
     padded: int
+    records: list[Callable[[], None]]
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class EpochPass:
         self.on_batch = on_batch
         self.delivery = delivery  # threads that assemble and transform batches ahead (None: this thread)
         self._t_start = 0.0  # when producing the next batch began
+        self._unrecorded: list[Callable[[], None]] = []  # finished windows' counts, not yet recorded
         self._fetched = Fetched()  # fetched since the last window was recorded
         self._stop = threading.Event()  # set when the pass is interrupted: its jobs end early
         self._error: VideoError | None = None  # on_error="raise": the first bad item's error, not raised yet
@@ -220,14 +223,27 @@ class EpochPass:
     def _finish(self, window: Window) -> np.ndarray:
         outcome = finish_window(window, self.cache, self.policy, self.shape.per)
         self._fetched = self._fetched + self.fetch.release(window.plan)
-        self.recorder.window(outcome, self.cache, self._fetched)
+        cache, fetched = self.cache, self._fetched
         self._fetched = Fetched()
         error = self.policy.settle(outcome, self.shape.per)
         if error is not None:  # on_error="raise": raised when the batch that holds the bad item is cut
             self._error = error
-        elif outcome.bad_items:
-            self.recorder.skipped(outcome)
+        skipped = error is None and outcome.bad_items > 0
+
+        def record() -> None:
+            self.recorder.window(outcome, cache, fetched)
+            if skipped:
+                self.recorder.skipped(outcome)
+
+        # Counted when the next batch is handed over, with it, so that the counters
+        # cover the batches delivered also when batches are cut ahead.
+        self._unrecorded.append(record)
         return outcome.good
+
+    def _record_windows(self, records: list[Callable[[], None]]) -> None:
+        for record in records:
+            record()
+        records.clear()
 
     def run(self, start: int, batch_no: int) -> Iterator[Batch]:
         sampler = self.sampler
@@ -244,6 +260,7 @@ class EpochPass:
             return _Made(batch, t1 - t0, time.perf_counter() - t1)
 
         def hand_over(c: _Cut, made: _Made, waited: float) -> Batch:
+            self._record_windows(c.records)
             s = self.recorder.stats
             with self.recorder.lock:
                 s.batches += 1
@@ -300,6 +317,9 @@ class EpochPass:
             for _, fut in pending:
                 fut.cancel()
             cuts.close()
+            for c, _ in pending:
+                self._record_windows(c.records)
+            self._record_windows(self._unrecorded)  # windows no handed-over batch used
 
     def _cuts(self, start: int, batch_no: int, *, pending_batches: Callable[[], int]) -> Generator[_Cut | _Wait, None, None]:
         """The pass's batches in order, as :class:`_Cut` values (what to assemble), or
@@ -366,7 +386,8 @@ class EpochPass:
                 last_window, last_rows = parts[-1]
                 consumed = last_window.start + int(last_rows[-1]) + 1
                 padded = sum(int((c.start + rows >= n).sum()) for c, rows in parts)
-                yield _Cut(parts, batch_no, consumed, padded)
+                records, self._unrecorded = self._unrecorded, []
+                yield _Cut(parts, batch_no, consumed, padded, records)
                 batch_no += 1
         except (KeyboardInterrupt, SystemExit):
             self._stop.set()  # no thread, nor the interpreter's exit, waits for jobs nobody will use
