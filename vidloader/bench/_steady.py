@@ -113,7 +113,8 @@ def time_stretch(loader: Any, stretch: Stretch, *, untimed: Callable[[Any], None
     """Iterate ``loader`` from its epoch's start to the end of ``stretch`` and time the
     stretch's batches; ``untimed(batch)`` runs on each of them outside the clock.
 
-    The loader counts a window's decoded frames when its first batch is cut, so the
+    The loader counts a window's decoded frames with the first batch it hands over after
+    the window is finished (a batch that takes items from it), so the
     counters' deltas over the stretch's batches are exactly its windows' counts. Returns
     the stretch's images, seconds, counted frames decoded and delivered, and per window
     up to the stretch's end the counted frames decoded and the cache's fill in frames."""
