@@ -26,7 +26,8 @@ SLOW = 30.0  # the store's latency once iterating: a read then outlasts BOUND
 
 # Prints a line per batch; "step" seconds of work after each (the training step).
 CHILD = r"""
-import contextlib, json, sys, time
+import contextlib, json, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also when started as a background job
 import vidloader as vl
 cfg = json.loads(sys.argv[1])
 ds = vl.VideoDataset(cfg["paths"], storage_options=cfg["storage_options"])
