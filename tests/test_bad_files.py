@@ -21,7 +21,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
 
 import av
 import numpy as np
@@ -31,30 +30,11 @@ import vidloader as vl
 from vidloader import UniformFrames, VideoDataset, VideoFile, VideoIndex, VideoLoader
 from vidloader.index import probe_video
 
+from deadline import bounded
 from faults import Reference, check_input, strict_reference
 from media import decode_all, make_video
 
-TIMEOUT_S = 60.0  # bound on any one run: a hang fails the test instead of blocking it
 W, H = 64, 48
-
-
-def bounded(fn, *args, timeout: float = TIMEOUT_S, **kw):
-    """``fn(*args, **kw)`` in a thread; fails the test if it does not return in time."""
-    box: dict = {}
-
-    def work():
-        try:
-            box["value"] = fn(*args, **kw)
-        except BaseException as e:  # re-raised in the test's thread
-            box["error"] = e
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"{getattr(fn, '__name__', fn)} did not finish within {timeout} s (hang)"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 # --------------------------------------------------------------------------- the files

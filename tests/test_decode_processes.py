@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import vidloader as vl
+from deadline import bounded
 from media import decode_all, make_video
 from vidloader import UniformClips, UniformFrames, VideoDataset, VideoLoader
 from vidloader.decoding import UnsupportedByBackendError
@@ -188,25 +189,6 @@ class KillingBackend(PyAVBackend):
         return pool
 
 
-def _within(seconds, fn):
-    """``fn()``'s result, failing the test if it takes longer than ``seconds`` (a hang)."""
-    box: dict = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"no result within {seconds} s"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def test_killed_worker_skips_its_jobs(clips):
     ds = VideoDataset(clips)
     victim = 1
@@ -219,7 +201,7 @@ def test_killed_worker_skips_its_jobs(clips):
             got = [(v, i) for b in loader for v, i in zip(b.video.tolist(), b.index.tolist())]
             return got, loader.stats()
 
-    got, stats = _within(60, run)
+    got, stats = bounded(run, timeout=60)
     lengths = [60, 73, 45]
     assert sorted(got) == sorted((v, i) for v in (0, 2) for i in range(lengths[v]))  # every other request, once
     fe = stats.errors_by_file[ds.paths[victim]]
@@ -239,7 +221,7 @@ def test_killed_worker_raises(clips):
                     pass
             return ei.value
 
-    err = _within(60, run)
+    err = bounded(run, timeout=60)
     assert err.path == ds.paths[0] and "worker process died" in str(err)
 
 

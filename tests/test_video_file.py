@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -21,6 +20,7 @@ import pytest
 import torch
 
 import vidloader as vl
+from deadline import bounded
 from media import decode_all, make_video, read_barcode
 from vidloader import VideoFile
 
@@ -676,26 +676,6 @@ def test_nasa_resize(shared_videos):
         assert np.array_equal(_hwc(b.data[r]), want[i])
 
 
-def _run_with_deadline(fn, seconds: float):
-    """Run ``fn`` in a daemon thread; a hang fails the test instead of blocking the run."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the test
-            box["error"] = e
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        pytest.fail(f"no answer within {seconds} s (hang)")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
 def test_corrupted_file_raises_decode_error(shared_videos):
     path = _shared_path(shared_videos, "decord__corrupted.mp4")
 
@@ -704,7 +684,7 @@ def test_corrupted_file_raises_decode_error(shared_videos):
             return vf.get_frames(list(range(40)))
 
     with pytest.raises(vl.DecodeError) as ei:
-        _run_with_deadline(read, 30)
+        bounded(read, timeout=30)
     assert path in str(ei.value)
     assert ei.value.path == path
 
@@ -727,7 +707,7 @@ def test_corrupted_file_good_head_is_exact(shared_videos):
                 vf.get_frames([39])
             return vf.get_frames([0, 10, 20, 5])
 
-    b = _run_with_deadline(read, 30)
+    b = bounded(read, timeout=30)
     _assert_batch_equals(b, [0, 10, 20, 5], ref, len(ref))
 
 
