@@ -39,6 +39,11 @@ class BenchConfig:
     baseline_timed_rounds: int = 1
     classic_batch_size: int = 32
 
+    @property
+    def baseline_rounds(self) -> int:
+        """Timed rounds of the baselines without look-ahead (``timed_rounds`` with ``full``)."""
+        return self.timed_rounds if self.full else self.baseline_timed_rounds
+
 
 @dataclass
 class Workload:
@@ -170,7 +175,7 @@ def _classic(w: Workload, cfg: BenchConfig) -> ModeResult:
     from ._classic import make_classic_loader
 
     bs = cfg.batch_size if cfg.full else min(cfg.batch_size, cfg.classic_batch_size)
-    rounds = cfg.timed_rounds if cfg.full else cfg.baseline_timed_rounds
+    rounds = cfg.baseline_rounds
     loader = make_classic_loader(w.paths, batch_size=bs, num_workers=cfg.workers, seed=cfg.seed)
     images, seconds = steady_state(loader, warmup=cfg.workers * cfg.warmup_rounds, timed=cfg.workers * rounds, size_of=lambda b: b.shape[0])
     del loader
@@ -227,7 +232,7 @@ def _vidloader_mode(
 
 @register_mode("exact", "(b) vidloader exact uniform, same augmentations as (a), no look-ahead", urls=True)
 def _exact(w: Workload, cfg: BenchConfig) -> ModeResult:
-    return _vidloader_mode("exact", w, cfg, cache_bytes=0, timed_rounds=None if cfg.full else cfg.baseline_timed_rounds)
+    return _vidloader_mode("exact", w, cfg, cache_bytes=0, timed_rounds=cfg.baseline_rounds)
 
 
 @register_mode("exact-noskip", "(b') exact uniform without non-reference skipping, no look-ahead", full_only=True, urls=True)

@@ -11,7 +11,6 @@ from .._types import ON_ERROR
 from ..index import VideoDataset
 from ..planning import DecodeCrop
 from ..sampling import Sampler, UniformFrames
-from ._deliver import accepts_generator
 from ._fetch import RemoteFetch
 
 __all__ = ["WORKER_KINDS", "WorkerKind", "check_crop", "check_dataset", "check_options", "check_sampler", "check_transform_workers", "check_worker_kind", "common_size"]
@@ -139,10 +138,10 @@ def check_worker_kind(worker_kind: object, *, num_workers: int, sequential: bool
     return worker_kind  # type: ignore[return-value]  # checked against WORKER_KINDS above
 
 
-def check_transform_workers(value: object, *, transform: object, num_workers: int) -> int:
+def check_transform_workers(value: object, *, transform: object, takes_generator: bool, num_workers: int) -> int:
     """``transform_workers`` as an int >= 0; None picks the default (see ``VideoLoader``)."""
     if value is None:
         if transform is None or num_workers == 0:
             return 0
-        return 2 if callable(transform) and accepts_generator(transform) else 1
+        return 2 if takes_generator else 1
     return _int("transform_workers", value, 0)

@@ -27,14 +27,14 @@ class Deliver:
         self.device = device
         self.pin_memory = pin_memory
         self.transform = transform
-        self._takes_generator = transform is not None and accepts_generator(transform)
+        self.takes_generator = transform is not None and accepts_generator(transform)
 
     def __call__(self, batch: Batch, *, seed: int, epoch: int, batch_no: int, rank: int) -> Batch:
         data = batch.data
         if self.device.type != "cpu":
             data = data.to(self.device, non_blocking=self.pin_memory)
         if self.transform is not None:
-            if self._takes_generator:
+            if self.takes_generator:
                 g = torch.Generator().manual_seed(batch_seed(seed, epoch, batch_no, rank))
                 data = self.transform(data, generator=g)
             else:

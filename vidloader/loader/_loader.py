@@ -252,7 +252,9 @@ class VideoLoader:
             item_info=(lambda pos: self.sampler.item_info(dataset, pos)) if item_info else None,
         )  # fmt: skip
         self._deliver = Deliver(device=self.device, pin_memory=self.pin_memory, transform=transform)
-        self.transform_workers = check_transform_workers(transform_workers, transform=transform, num_workers=self.num_workers)
+        self.transform_workers = check_transform_workers(
+            transform_workers, transform=transform, takes_generator=self._deliver.takes_generator, num_workers=self.num_workers
+        )
         self._delivery = DeliveryThreads(self.transform_workers)
         self._recorder = Recorder()
         self._planner = PlannerThread()
