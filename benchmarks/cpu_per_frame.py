@@ -20,6 +20,7 @@ from pathlib import Path
 import av
 
 import vidloader as vl
+from vidloader.decoding import convert_frame
 from vidloader.sampling import GopTiles
 
 DATA = Path.home() / ".cache" / "vidloader" / "bench-data-v1" / "many"
@@ -41,7 +42,7 @@ def main() -> None:
             s = c.streams.video[0]
             s.codec_context.thread_count = 1
             for f in c.decode(s):
-                f.to_ndarray(width=224, height=224, format="rgb24", interpolation="AREA")
+                convert_frame(f, format="rgb24", size=(224, 224), interpolation="AREA")
                 n += 1
     print(f"sequential: {(cpu() - c0) / n * 1e3:.2f} ms CPU per frame ({n} frames)")
     ds = vl.VideoDataset(paths)

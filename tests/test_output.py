@@ -61,3 +61,60 @@ def test_size_mismatch_names_both_shapes(shape):
 def test_dtype_must_be_uint8():
     with pytest.raises(ValueError, match="arr must be uint8"):
         put_frame(torch.zeros((1, 3, 2, 2), dtype=torch.uint8), [0], np.zeros((2, 2, 3), dtype=np.float32))
+
+
+# convert_frame: the decoding threads' conversion, against PyAV's to_ndarray (a fresh
+# swscale context per call) as the independent reference.
+
+_CONVERSIONS = [("rgb24", (224, 224), "AREA"), ("yuv420p", (96, 160), "BILINEAR"), ("rgb24", None, None), ("rgb24", (48, 64), "BICUBIC")]
+
+
+def _reference(frame, fmt, size, interpolation):
+    h, w = size if size is not None else (None, None)
+    return frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interpolation)
+
+
+@pytest.mark.parametrize(
+    "name", ["torchcodec__nasa_13013.mp4", "torchcodec__h264_10bits.mp4", "mmcv__test.mp4", "moviepy__fire2.mp4", "mmaction2__test.avi"]
+)
+def test_convert_frame_equals_to_ndarray(shared_videos, name):
+    """Alternating conversions in one thread, arrays kept across calls: each equals the
+    reference and none is overwritten by a later call."""
+    import av
+
+    from vidloader.decoding import convert_frame
+
+    got, want = [], []
+    with av.open(str(shared_videos / name)) as c:
+        for k, frame in enumerate(c.decode(c.streams.best("video"))):
+            if k == 10:
+                break
+            for fmt, size, interp in _CONVERSIONS:
+                got.append(convert_frame(frame, format=fmt, size=size, interpolation=interp))
+                want.append(_reference(frame, fmt, size, interp).copy())
+    assert len(got) == 10 * len(_CONVERSIONS)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and np.array_equal(g, w)
+
+
+def test_convert_frame_starts_no_threads():
+    import os
+    import threading
+
+    import av
+
+    from vidloader.decoding import convert_frame
+
+    frames = [av.VideoFrame.from_ndarray(_frame(360, 640, seed=k), format="rgb24").reformat(format="yuv420p") for k in range(4)]
+    seen: list[int] = []
+
+    def work() -> None:
+        before = set(os.listdir("/proc/self/task"))
+        for f in frames * 3:
+            convert_frame(f, format="rgb24", size=(224, 224), interpolation="AREA")
+        seen.append(len(set(os.listdir("/proc/self/task")) - before))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen == [0]

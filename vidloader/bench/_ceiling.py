@@ -1,5 +1,6 @@
 """The sequential-decode ceiling: the best of three ways to decode the same files
-front to back to 224x224 RGB (decode, colour conversion and resize in one pass).
+front to back to 224x224 RGB (decode, colour conversion and resize in one pass, with
+the loader's conversion: one single-threaded swscale context per thread, reused).
 
 1. one process, FFmpeg frame/slice threads ("threads auto");
 2. N processes x 1 thread;
@@ -54,6 +55,8 @@ def _decode_window(paths: Sequence[CeilingSource], start_fraction: float, thread
     """Decode (and, unless ``size`` is None, convert) front to back until the deadline."""
     import av
 
+    from ..decoding import convert_frame
+
     if _SETUP_ERROR:
         raise _SETUP_ERROR[0]
     while time.time() < t0:
@@ -78,7 +81,7 @@ def _decode_window(paths: Sequence[CeilingSource], start_fraction: float, thread
             first = False
             for frame in c.decode(s):
                 if size is not None:
-                    frame.to_ndarray(width=size[1], height=size[0], format="rgb24", interpolation="AREA")
+                    convert_frame(frame, format="rgb24", size=size, interpolation="AREA")
                 n += 1
                 if time.time() >= deadline:
                     break

@@ -18,6 +18,7 @@ from ._pyav import (
     Interpolation,
     PyAVReader,
     check_interpolation,
+    convert_frame,
     frame_to_array,
 )
 from ._rows import ROW_FORMATS, RowFormat, check_row_format, frame_to_yuv420_row, row_bytes, yuv420_row_to_rgb
@@ -44,6 +45,7 @@ __all__ = [
     "VideoFile",
     "check_interpolation",
     "check_row_format",
+    "convert_frame",
     "frame_to_array",
     "frame_to_yuv420_row",
     "get_backend",

@@ -1,4 +1,11 @@
-"""Decoded frames into output tensors."""
+"""Decoded frames into output tensors.
+
+Copies here use numpy, not torch: a torch copy of a frame-sized tensor runs as an
+OpenMP parallel region, whose worker threads then busy-wait for the next one (libgomp's
+default). Called for every decoded frame from the decoding threads, that spinning took
+about 28% of the process's CPU on 2 cores, taken from the decoders
+(``benchmarks/README.md``, "OpenMP spinning"). numpy copies in the calling thread,
+without the GIL."""
 
 from __future__ import annotations
 
@@ -22,10 +29,11 @@ def put_frame(out: torch.Tensor, rows: Sequence[int], arr: np.ndarray) -> torch.
         raise ValueError(f"arr must be uint8 (H, W, 3), got dtype {arr.dtype}")
     if arr.ndim != 3 or tuple(out.shape[1:]) != (arr.shape[2], arr.shape[0], arr.shape[1]):
         raise ValueError(f"arr of shape {tuple(arr.shape)} (H, W, 3) does not fit out's rows of shape {tuple(out.shape[1:])} (3, H, W)")
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    src = np.ascontiguousarray(arr)
     if rows:
-        first = out[rows[0]]
-        first.copy_(t)
+        o = out.numpy()
+        first = o[rows[0]]
+        np.copyto(first, src.transpose(2, 0, 1))
         for r in rows[1:]:
-            out[r].copy_(first)
-    return t
+            np.copyto(o[r], first)
+    return torch.from_numpy(src).permute(2, 0, 1)

@@ -15,7 +15,9 @@ policies of :mod:`._pyav_modes`.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,6 +25,7 @@ from typing import Any, Literal
 import av
 import numpy as np
 from av.video.frame import PictureType
+from av.video.reformatter import VideoReformatter
 
 from .._errors import DecodeError, DecodeTimeoutError, IndexMismatchError
 from ..index import VideoMetadata, check_unchanged, demux_packets, open_container, packets_for
@@ -40,7 +43,7 @@ from ._pyav_modes import (
 from ._pyav_modes import fmt_frames as _fmt
 from ._packets import PacketSource
 
-__all__ = ["DecodeCounters", "Interpolation", "PyAVReader", "frame_to_array"]
+__all__ = ["DecodeCounters", "Interpolation", "PyAVReader", "convert_frame", "frame_to_array"]
 
 Interpolation = Literal["bilinear", "bicubic", "area", "nearest", "lanczos", "fast_bilinear"]
 # Decoders known to honour a per-packet skip_frame change (checked by the exactness tests).
@@ -85,6 +88,36 @@ def check_interpolation(name: str) -> str:
     return name
 
 
+_local = threading.local()
+_CONTEXTS = 4
+
+
+def convert_frame(frame: av.VideoFrame, *, format: str, size: tuple[int, int] | None = None, interpolation: str | None = None) -> np.ndarray:
+    """``frame`` converted to ``format`` and scaled to ``size`` (H, W; None: as decoded) in
+    one swscale pass, as an array of its own.
+
+    Pixels equal ``frame.to_ndarray(...)`` with the same arguments, at about half its
+    cost for 1080p to 224x224: this thread's one swscale context is reused while the
+    geometry and formats stay the same (``to_ndarray`` sets one up for every frame) and
+    runs in the calling thread (PyAV's default starts swscale threads, about as many as
+    cores, for each context). A thread keeps a context for each of its last
+    ``_CONTEXTS`` conversions, so alternating ones (scale, then a row's colour
+    conversion) do not set each other's up again."""
+    contexts: OrderedDict[tuple, VideoReformatter] | None = getattr(_local, "contexts", None)
+    if contexts is None:
+        contexts = _local.contexts = OrderedDict()
+    key = (frame.width, frame.height, frame.format.name, format, size, interpolation)
+    r = contexts.get(key)
+    if r is None:
+        r = contexts[key] = VideoReformatter()
+        if len(contexts) > _CONTEXTS:
+            contexts.popitem(last=False)
+    else:
+        contexts.move_to_end(key)
+    h, w = size if size is not None else (None, None)
+    return r.reformat(frame, width=w, height=h, format=format, interpolation=interpolation, threads=1).to_ndarray()
+
+
 def frame_to_array(
     frame: av.VideoFrame,
     *,
@@ -98,12 +131,12 @@ def frame_to_array(
     keeps its decoded size and the conversion is FFmpeg's plain ``rgb24``.
     """
     if size is None:
-        arr = frame.to_ndarray(format="rgb24")
+        arr = convert_frame(frame, format="rgb24")
     else:
         h, w = size
         if rotation in (90, 270):
             h, w = w, h
-        arr = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation=_SWS_NAMES[interpolation])
+        arr = convert_frame(frame, format="rgb24", size=(h, w), interpolation=_SWS_NAMES[interpolation])
     if rotation:
         arr = np.rot90(arr, k=-(rotation // 90))  # clockwise, a view
     return arr

@@ -15,22 +15,18 @@ not those of ``"rgb24"``: chroma is subsampled at output size and rounded twice
 
 from __future__ import annotations
 
-import threading
 from typing import Literal
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
-from ._pyav import _SWS_NAMES
+from ._pyav import _SWS_NAMES, convert_frame
 
 __all__ = ["ROW_FORMATS", "RowFormat", "check_row_format", "frame_to_yuv420_row", "row_bytes", "yuv420_row_to_rgb"]
 
 RowFormat = Literal["rgb24", "yuv420p"]
 ROW_FORMATS: tuple[str, ...] = ("rgb24", "yuv420p")
 _TAGS = 2  # colorspace, colour range
-# One swscale context per thread: setting one up costs ~10x the conversion of a 224x224 row.
-_local = threading.local()
 
 
 def check_row_format(name: str) -> str:
@@ -56,7 +52,7 @@ def frame_to_yuv420_row(frame: av.VideoFrame, *, size: tuple[int, int] | None, r
     if h % 2 or w % 2:
         raise ValueError(f"row_format='yuv420p' needs an even height and width, got size=({h}, {w})")
     dh, dw = (w, h) if rotation in (90, 270) else (h, w)
-    planes = frame.to_ndarray(width=dw, height=dh, format="yuv420p", interpolation=_SWS_NAMES[interpolation])
+    planes = convert_frame(frame, format="yuv420p", size=(dh, dw), interpolation=_SWS_NAMES[interpolation])
     row = np.empty(h * w * 3 // 2 + _TAGS, dtype=np.uint8)
     y = planes[:dh].reshape(dh, dw)
     chroma = planes[dh:].reshape(2, dh // 2, dw // 2)
@@ -79,7 +75,4 @@ def yuv420_row_to_rgb(row: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(row[:n]).reshape(h * 3 // 2, w), format="yuv420p")
     frame.colorspace = int(row[n])
     frame.color_range = int(row[n + 1])
-    reformatter = getattr(_local, "reformatter", None)
-    if reformatter is None:
-        reformatter = _local.reformatter = VideoReformatter()
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+    return convert_frame(frame, format="rgb24")

@@ -186,7 +186,15 @@ class BatchAssembler:
             o, v, f = items(parts[0][0])
             out, videos, frames = o[a:b], v[a:b], f[a:b]  # the common case: a view
         else:
-            out = torch.cat([items(c)[0][torch.from_numpy(rows)] for c, rows in parts])
+            first = parts[0][0].out
+            out = torch.empty((sum(r.shape[0] for _, r in parts), *shape, 3, h, w), dtype=first.dtype, pin_memory=first.is_pinned())
+            dst = out.numpy()
+            at = 0
+            for c, r in parts:  # item by item in numpy: no OpenMP region (decoding/_output.py), no temporary
+                src = items(c)[0].numpy()
+                for i in r.tolist():
+                    dst[at] = src[i]
+                    at += 1
             videos = np.concatenate([items(c)[1][rows] for c, rows in parts])
             frames = np.concatenate([items(c)[2][rows] for c, rows in parts])
         pts = self._pts_seconds(videos.reshape(-1), frames.reshape(-1)).reshape(videos.shape)

@@ -44,8 +44,8 @@ class FrameCache:
     frame is allocated or freed on its own. With a tensor per frame the allocator's heaps
     fragmented: at a 2 GB budget the process held 0.73 GB besides the cache, against 0.38
     GB with the slab (``benchmarks/results/lookahead-memory*.json``). The planner bounds
-    the occupancy by ``capacity``; a frame that still finds no free row is kept as a
-    tensor of its own and counted in ``overflow``, never dropped.
+    the occupancy by ``capacity``; a frame that still finds no free row is kept as an
+    array of its own and counted in ``overflow``, never dropped.
 
     ``row_format``: what a row holds (:data:`~vidloader.decoding.RowFormat`): ``"rgb24"``
     frames of ``shape`` (3, H, W), or ``"yuv420p"`` rows that :func:`fill_rows` converts
@@ -61,9 +61,10 @@ class FrameCache:
         except RuntimeError:  # a system without overcommit refuses the reservation: frames are kept one by one
             self.capacity = 0
             self._slab = torch.empty((0, *self.shape), dtype=torch.uint8)
+        self._rows = self._slab.numpy()  # copies go through numpy: no OpenMP region (decoding/_output.py)
         self._free: list[int] = []  # rows given back, reused last in, first out
         self._next = 0  # rows never used start here
-        self._entries: dict[int, list] = {}  # key -> [row | tensor | VideoError, uses left]
+        self._entries: dict[int, list] = {}  # key -> [row | array | VideoError, uses left]
         self._lock = threading.Lock()
         self.frame_bytes = int(np.prod(self.shape, dtype=np.int64))
         self.bytes = 0
@@ -84,11 +85,11 @@ class FrameCache:
                 self._entries[key] = [value, uses]
                 return
             row = self._row()
-        stored: torch.Tensor | int
+        stored: np.ndarray | int
         if row is None:
-            stored = value.clone(memory_format=torch.contiguous_format)
+            stored = value.numpy().copy()  # C order
         else:  # the row is this put's alone until it is published below
-            self._slab[row].copy_(value)
+            np.copyto(self._rows[row], value.numpy())
             stored = row
         with self._lock:
             if e is not None:
@@ -112,7 +113,7 @@ class FrameCache:
                 del self._entries[key]
             if isinstance(value, VideoError):
                 return value
-            out.copy_(self._slab[value] if isinstance(value, int) else value)
+            np.copyto(out.numpy(), self._rows[value] if isinstance(value, int) else value)
             if e[1] <= 0:
                 if isinstance(value, int):
                     self._free.append(value)
