@@ -159,3 +159,36 @@ def test_decode_error_comes_after_the_batches_before_it(paths, tmp_path, workers
     assert len(got) == first_bad
     for a, b in zip(got, raw):
         assert torch.equal(a.data, b.data)
+
+
+def test_transform_threads_run_torch_ops_on_one_thread(paths):
+    """By default each transform thread runs torch's CPU ops on one thread (its OpenMP
+    count); None leaves the process's setting; the iterating thread is never changed."""
+    ds = VideoDataset(paths)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: dict[str, set[int]] = {}
+
+        def record(name):
+            def transform(x, generator):
+                # a parallel op first: torch reads the thread's count each time
+                torch.ones(1 << 18).add_(1)
+                seen.setdefault(name, set()).add(torch.get_num_threads())
+                return x
+
+            return transform
+
+        kw = dict(batch_size=8, size=SIZE, num_workers=2)
+        _epoch(VideoLoader(ds, UniformFrames(seed=0), transform=record("default"), **kw))
+        _epoch(VideoLoader(ds, UniformFrames(seed=0), transform=record("none"), transform_intra_op_threads=None, **kw))
+        _epoch(VideoLoader(ds, UniformFrames(seed=0), transform=record("three"), transform_intra_op_threads=3, **kw))
+        _epoch(VideoLoader(ds, UniformFrames(seed=0), transform=record("inline"), transform_workers=0, **kw))
+        assert seen == {"default": {1}, "none": {2}, "three": {3}, "inline": {2}}
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="transform_intra_op_threads must be >= 1"):
+            VideoLoader(ds, transform_intra_op_threads=0)
+        with pytest.raises(TypeError, match="transform_intra_op_threads must be an int"):
+            VideoLoader(ds, transform_intra_op_threads=1.5)  # type: ignore[arg-type]  # a wrong type on purpose
+    finally:
+        torch.set_num_threads(before)

@@ -3,9 +3,9 @@
 Copies here use numpy, not torch: a torch copy of a frame-sized tensor runs as an
 OpenMP parallel region, whose worker threads then busy-wait for the next one (libgomp's
 default). Called for every decoded frame from the decoding threads, that spinning took
-about 28% of the process's CPU on 2 cores, taken from the decoders
-(``benchmarks/README.md``, "OpenMP spinning"). numpy copies in the calling thread,
-without the GIL."""
+about a fifth of the process's CPU (one decoding thread on 2 cores;
+``benchmarks/results/cpu-per-frame.txt``). numpy copies in the calling thread, without
+the GIL."""
 
 from __future__ import annotations
 

@@ -90,6 +90,8 @@ def check_interpolation(name: str) -> str:
 
 _local = threading.local()
 _CONTEXTS = 4
+# PyAV 17 added swscale threads to reformat (auto by default) and the argument that sets them.
+_ONE_THREAD: dict[str, Any] = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
 
 
 def convert_frame(frame: av.VideoFrame, *, format: str, size: tuple[int, int] | None = None, interpolation: str | None = None) -> np.ndarray:
@@ -115,7 +117,7 @@ def convert_frame(frame: av.VideoFrame, *, format: str, size: tuple[int, int] | 
     else:
         contexts.move_to_end(key)
     h, w = size if size is not None else (None, None)
-    return r.reformat(frame, width=w, height=h, format=format, interpolation=interpolation, threads=1).to_ndarray()
+    return r.reformat(frame, width=w, height=h, format=format, interpolation=interpolation, **_ONE_THREAD).to_ndarray()
 
 
 def frame_to_array(

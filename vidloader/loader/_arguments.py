@@ -145,3 +145,8 @@ def check_transform_workers(value: object, *, transform: object, takes_generator
             return 0
         return 2 if takes_generator else 1
     return _int("transform_workers", value, 0)
+
+
+def check_intra_op_threads(value: object) -> int | None:
+    """``transform_intra_op_threads`` as an int >= 1, or None."""
+    return None if value is None else _int("transform_intra_op_threads", value, 1)

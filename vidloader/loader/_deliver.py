@@ -11,6 +11,7 @@ from typing import Any, Callable, TypeVar
 import torch
 
 from ._batch import Batch
+from ._intra_op import set_thread_intra_op_threads
 
 __all__ = ["Deliver", "DeliveryThreads", "batch_seed"]
 
@@ -60,16 +61,22 @@ def batch_seed(*xs: int) -> int:
 
 class DeliveryThreads:
     """``workers`` threads that assemble batches and run :class:`Deliver` on them ahead of
-    the iterating thread, at most one batch each; started on first use."""
+    the iterating thread, at most one batch each; started on first use. Each runs
+    torch's CPU ops on ``intra_op_threads`` threads (None: the process's setting)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, intra_op_threads: int | None = None) -> None:
         self.workers = workers
+        self.intra_op_threads = intra_op_threads
         self._pool: ThreadPoolExecutor | None = None
 
     def submit(self, fn: Callable[[Any], _T], arg: Any) -> "Future[_T]":
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vidloader-deliver")
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vidloader-deliver", initializer=self._start_thread)
         return self._pool.submit(fn, arg)
+
+    def _start_thread(self) -> None:
+        if self.intra_op_threads is not None:
+            set_thread_intra_op_threads(self.intra_op_threads)
 
     def shutdown(self, *, wait: bool) -> None:
         if self._pool is not None:

@@ -34,7 +34,7 @@ from ..planning import DecodeCrop, LookaheadStats
 from ..storage import is_url
 from ..sampling import FrameSampler, ItemSamplingReport, Sampler, SamplingReport, sampling_report
 from ._arguments import (
-    WorkerKind, check_crop, check_dataset, check_options, check_sampler, check_transform_workers, check_worker_kind, common_size,
+    WorkerKind, check_crop, check_dataset, check_options, check_sampler, check_transform_workers, check_worker_kind, check_intra_op_threads, common_size,
 )  # fmt: skip
 from ._assemble import BatchAssembler, ErrorPolicy
 from ._batch import Batch
@@ -97,6 +97,10 @@ class VideoLoader:
             own), 1 when it does not (calls stay in batch order, so a transform drawing
             from torch's global generator sees the same sequence). With 2 or more the
             transform is called from several threads at once.
+        transform_intra_op_threads: threads each of those runs torch's CPU ops on (its
+            OpenMP thread count; the process's ``torch.get_num_threads()`` and the
+            iterating thread are unchanged). Default 1, like DataLoader's workers: they
+            share the cores with the decoders. None: the process's setting.
         num_workers: decoding threads (default: the cores available; 0: the iterating thread).
         device, pin_memory: where batches go (decoding is on the CPU); pinned batches.
         prefetch: batches decoded ahead of the one being consumed (at least).
@@ -169,6 +173,7 @@ class VideoLoader:
         size: SizeLike | None = (224, 224),
         transform: Callable[..., Any] | None = None,
         transform_workers: int | None = None,
+        transform_intra_op_threads: int | None = 1,
         num_workers: int | None = None,
         device: str | torch.device = "cpu",
         pin_memory: bool = False,
@@ -255,7 +260,8 @@ class VideoLoader:
         self.transform_workers = check_transform_workers(
             transform_workers, transform=transform, takes_generator=self._deliver.takes_generator, num_workers=self.num_workers
         )
-        self._delivery = DeliveryThreads(self.transform_workers)
+        self.transform_intra_op_threads = check_intra_op_threads(transform_intra_op_threads)
+        self._delivery = DeliveryThreads(self.transform_workers, intra_op_threads=self.transform_intra_op_threads)
         self._recorder = Recorder()
         self._planner = PlannerThread()
         self._epochs = EpochGuard(repeat=bool(repeat_epochs))  # warns when an epoch repeats
