@@ -18,7 +18,8 @@ __all__ = ["put_frame"]
 
 
 def put_frame(out: torch.Tensor, rows: Sequence[int], arr: np.ndarray) -> torch.Tensor:
-    """Copy ``arr`` (H, W, 3 uint8 RGB) into ``out[r]`` (3, H, W) for every ``r`` in ``rows``.
+    """Copy ``arr`` (H, W, 3 uint8 RGB) into ``out[r]`` (3, H, W) for every ``r`` in ``rows``
+(``out`` on the CPU).
 
     The frame is copied once, then row to row. Returns ``arr`` as a (3, H, W) tensor
     view (of ``arr``, or of a contiguous copy when ``arr`` is not contiguous), which a

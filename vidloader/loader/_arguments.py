@@ -13,7 +13,7 @@ from ..planning import DecodeCrop
 from ..sampling import Sampler, UniformFrames
 from ._fetch import RemoteFetch
 
-__all__ = ["WORKER_KINDS", "WorkerKind", "check_crop", "check_dataset", "check_options", "check_sampler", "check_transform_workers", "check_worker_kind", "common_size"]
+__all__ = ["WORKER_KINDS", "WorkerKind", "check_crop", "check_dataset", "check_intra_op_threads", "check_options", "check_sampler", "check_transform_workers", "check_worker_kind", "common_size"]
 
 
 def check_dataset(dataset: object) -> VideoDataset:

@@ -56,12 +56,12 @@ class FrameCache:
         self.capacity = max(0, int(capacity))
         self.shape = tuple(shape)
         self.row_format = row_format
+        # The slab is torch's reservation, used through numpy: no OpenMP region per copy (decoding/_output.py).
         try:
-            self._slab = torch.empty((self.capacity, *self.shape), dtype=torch.uint8)
+            self._rows = torch.empty((self.capacity, *self.shape), dtype=torch.uint8).numpy()
         except RuntimeError:  # a system without overcommit refuses the reservation: frames are kept one by one
             self.capacity = 0
-            self._slab = torch.empty((0, *self.shape), dtype=torch.uint8)
-        self._rows = self._slab.numpy()  # copies go through numpy: no OpenMP region (decoding/_output.py)
+            self._rows = np.empty((0, *self.shape), dtype=np.uint8)
         self._free: list[int] = []  # rows given back, reused last in, first out
         self._next = 0  # rows never used start here
         self._entries: dict[int, list] = {}  # key -> [row | array | VideoError, uses left]
