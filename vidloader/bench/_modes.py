@@ -282,6 +282,29 @@ def _exact_lookahead_crop_yuv420(w: Workload, cfg: BenchConfig) -> ModeResult:
     return lookahead_run("exact-lookahead-crop-yuv420", w, cfg, transform=transform, crop=crop, row_format="yuv420p")
 
 
+@register_mode(
+    "exact-lookahead-crop-yuv420-zstd",
+    "(b+crop+yuv+zstd) as (b+crop+yuv) with row_compression='zstd' (OPT-IN: yuv420p pixels as above; the rows are kept compressed, losslessly)",
+    full_only=True,
+    urls=True,
+)
+def _exact_lookahead_crop_yuv420_zstd(w: Workload, cfg: BenchConfig) -> ModeResult:
+    crop, transform = classic_crop_at_decode()
+    return lookahead_run(
+        "exact-lookahead-crop-yuv420-zstd", w, cfg, transform=transform, crop=crop, row_format="yuv420p", row_compression="zstd"
+    )
+
+
+@register_mode(
+    "exact-lookahead-zstd",
+    "(b+zstd) as (b+) with row_compression='zstd' (opt-in; lossless: batches equal (b+)'s)",
+    full_only=True,
+    urls=True,
+)
+def _exact_lookahead_zstd(w: Workload, cfg: BenchConfig) -> ModeResult:
+    return lookahead_run("exact-lookahead-zstd", w, cfg, transform=classic_like_transform(cfg.size), row_compression="zstd")
+
+
 def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, untimed=None, **loader_kwargs) -> ModeResult:
     """Exact uniform with the look-ahead cache, decoded to ``cfg.size`` square.
 
@@ -306,11 +329,17 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
         extra = {"dry_run": dry.as_dict(), "cache_bytes": cfg.cache_bytes, "decode_size": [cfg.size, cfg.size]}
         if loader.row_format != "rgb24":
             extra["row_format"] = f"{loader.row_format} (opt-in, not bit-equal to rgb24)"
+        if loader.row_probe is not None:
+            p = loader.row_probe
+            extra["row_compression"] = {
+                "kind": f"{loader.row_compression} (opt-in, lossless)", "probed_rows": p.rows, "raw_row_bytes": p.raw_bytes,
+                "probed_mean_bytes": p.mean_bytes, "planned_row_bytes": p.planned_bytes,
+            }  # fmt: skip
         if not (cfg.full or dry.requests <= cfg.lookahead_timed_max):
             from ._steady import steady_result
 
             return steady_result(name, w, loader, extra, untimed=untimed)
-        capacity = cfg.cache_bytes // row_bytes(loader.row_format, (cfg.size, cfg.size))
+        capacity = cfg.cache_bytes // (loader.row_probe.planned_bytes if loader.row_probe is not None else row_bytes(loader.row_format, (cfg.size, cfg.size)))
         warm_batches = max(1, -(-min(capacity, dry.requests // 4) // cfg.batch_size))
         uss = [_uss()]
         images = 0
@@ -339,6 +368,8 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
         peak_cache_bytes=st.peak_cache_bytes,
         planning_seconds=st.planning_seconds,
         frames_skipped_nonref=st.frames_skipped,
+        cache_stored_bytes=st.cache_stored_bytes,
+        cache_overflow=st.cache_overflow,
         uss_before_mib=uss[0] / 2**20,
         uss_peak_mib=max(uss) / 2**20,
         stages=stage_record(st),

@@ -6,6 +6,7 @@ from ._epochs import RepeatedEpochWarning
 from ._fetch import FetchStage, Fetched, LocalFiles, RemoteFetch
 from ._arguments import WorkerKind
 from ._loader import VideoLoader
+from ._row_codec import RowCompression, RowProbe
 from ._stats import FileErrors, LoaderStats
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "LocalFiles",
     "RemoteFetch",
     "RepeatedEpochWarning",
+    "RowCompression",
+    "RowProbe",
     "VideoIterableDataset",
     "VideoLoader",
     "WorkerKind",

@@ -39,6 +39,7 @@ from ._deliver import Deliver, DeliveryThreads
 from ._fetch import Fetched, FetchStage
 from ._frame_cache import FrameCache
 from ._requests import RequestStream, share_blocks
+from ._row_codec import RowCodec
 from ._stats import LoaderStats
 from ._windows import WindowSource
 
@@ -59,10 +60,14 @@ class Recorder:
         self.lock = threading.Lock()
         self.stats = LoaderStats()
         self._kept_seen = 0  # frames the current pass's cache had stored when last counted
+        self._stored_bytes_seen = 0
+        self._overflow_seen = 0
 
     def new_pass(self) -> None:
         with self.lock:
             self._kept_seen = 0
+            self._stored_bytes_seen = 0
+            self._overflow_seen = 0
 
     def planning(self, source: WindowSource) -> None:
         with self.lock:
@@ -77,6 +82,16 @@ class Recorder:
                 s.cache_hits += outcome.cache_hits
                 s.frames_kept += cache.stored - self._kept_seen
                 self._kept_seen = cache.stored
+                s.cache_stored_bytes += cache.stored_bytes - self._stored_bytes_seen
+                self._stored_bytes_seen = cache.stored_bytes
+                if cache.overflow > self._overflow_seen and s.cache_overflow == 0:
+                    log.warning(
+                        "look-ahead cache: %d rows did not fit in cache_bytes and are kept outside it "
+                        "(row_compression: rows compress less than the probe measured); batches are unchanged",
+                        cache.overflow,
+                    )
+                s.cache_overflow += cache.overflow - self._overflow_seen
+                self._overflow_seen = cache.overflow
                 s.cache_bytes = cache.bytes
                 s.peak_cache_bytes = max(s.peak_cache_bytes, cache.peak_bytes)
             c = outcome.counters
@@ -159,6 +174,14 @@ class PassShape:
     crop: DecodeCrop | None = None  # crop at decode: boxes drawn per request when windows are planned
     rotate: bool = True
     row_format: str = "rgb24"  # how decoded frames are held (vidloader.decoding.RowFormat)
+    row_compression: str = "none"  # how held rows are compressed (RowCompression)
+    cache_bytes: int = 0  # the look-ahead cache's budget
+    planned_row_bytes: int = 0  # bytes per held row the plan assumes (0: the raw row)
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes per held row, as the plan counts them."""
+        return self.planned_row_bytes or row_bytes(self.row_format, self.size)
 
 
 class EpochPass:
@@ -193,7 +216,10 @@ class EpochPass:
         self.decode = decode
         # A pass has its own cache: jobs of an abandoned pass still running put into theirs.
         row: tuple[int, ...] = (3, *shape.size) if shape.row_format == "rgb24" else (row_bytes(shape.row_format, shape.size),)
-        self.cache = FrameCache(shape.capacity, row, row_format=shape.row_format) if shape.capacity else None
+        codec = RowCodec(shape.row_format, shape.size) if shape.row_compression == "zstd" and shape.capacity else None
+        self.cache = (
+            FrameCache(shape.capacity, row, row_format=shape.row_format, codec=codec, budget_bytes=shape.cache_bytes) if shape.capacity else None
+        )
         self.policy = policy
         self.assembler = assembler
         self.deliver = deliver

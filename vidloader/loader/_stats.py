@@ -73,7 +73,10 @@ class LoaderStats:
       copying them into batches, ``frames_kept`` frames decoded ahead and kept,
       ``cache_bytes`` the bytes it held when the last window was consumed (its current
       fill, not the budget: that is the loader's ``cache_bytes``), ``peak_cache_bytes``
-      the most it held. The stage table's cache copy row is ``cache_copy_seconds`` =
+      the most it held; ``cache_stored_bytes`` the bytes of the rows kept (compressed
+      with ``row_compression``: ``frames_kept`` rows of ``row_bytes`` raw bytes), and
+      ``cache_overflow`` rows kept outside the budget because the cache had no room for
+      them (compressed rows larger than the plan assumed). The stage table's cache copy row is ``cache_copy_seconds`` =
       ``cache_put_seconds`` + ``cache_fill_seconds``, over ``cache_copies`` =
       ``frames_kept`` + ``cache_hits`` rows.
     - assemble: ``batches``, ``assemble_seconds`` (cutting batches, pts, item info);
@@ -96,6 +99,8 @@ class LoaderStats:
     frames_kept: int = 0
     cache_bytes: int = 0
     peak_cache_bytes: int = 0
+    cache_stored_bytes: int = 0
+    cache_overflow: int = 0
     planning_seconds: float = 0.0
     errors_skipped: int = 0
     padded: int = 0

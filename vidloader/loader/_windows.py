@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..decoding import row_bytes
 from ..planning import CropDraw, LookaheadStats, SegmentPlan, WindowPlan, gop_run, plan_lookahead, plan_segment, plan_window
 from ._requests import RequestStream
 
@@ -180,7 +179,7 @@ def dry_run(sampler: "Sampler", dataset: "VideoDataset", shape: "PassShape", *, 
     frames: an item of ``shape.per`` frames is that many requests."""
     per, capacity, ahead = shape.per, shape.capacity, shape.in_flight
     window = shape.window * per
-    frame_bytes = row_bytes(shape.row_format, shape.size)
+    frame_bytes = shape.frame_bytes
     decoded = plain = hits = peak = 0
     seconds = 0.0
     n = sampler.num_samples(dataset)
