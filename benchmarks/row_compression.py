@@ -48,17 +48,20 @@ def rows_of(paths: list[str], every: int, limit: int) -> dict[str, list[np.ndarr
 
 
 def left_delta_zstd(fmt: str, rows: list[np.ndarray]) -> dict:
+    """Each byte minus the same channel's byte one pixel to the left (rgb24: 3 bytes back;
+    yuv420p: the previous byte), undone by a cumulative sum."""
     c, d = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
+    step = 3 if fmt == "rgb24" else 1
     packed, tc, td = 0, [], []
     for r in rows:
         flat = r.reshape(-1)
         t = time.perf_counter()
         delta = flat.copy()
-        delta[1:] -= flat[:-1]
+        delta[step:] -= flat[:-step]
         blob = c.compress(delta)
         tc.append(time.perf_counter() - t)
         t = time.perf_counter()
-        back = np.cumsum(np.frombuffer(d.decompress(blob), np.uint8), dtype=np.uint8)
+        back = np.cumsum(np.frombuffer(d.decompress(blob), np.uint8).reshape(-1, step), axis=0, dtype=np.uint8).reshape(-1)
         td.append(time.perf_counter() - t)
         assert np.array_equal(back, flat)
         packed += len(blob)
