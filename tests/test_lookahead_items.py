@@ -88,11 +88,14 @@ def _check_pixels(batches, paths, refs_of) -> int:
     return n
 
 
+@pytest.mark.parametrize("row_compression", ["none", "zstd"])
 @pytest.mark.parametrize("frames_budget", [24, 10_000])
-def test_clips_cache_on_equals_off(clip_videos, refs_of, frames_budget):
+def test_clips_cache_on_equals_off(clip_videos, refs_of, frames_budget, row_compression):
     ds = VideoDataset(clip_videos)
     off, s_off, _ = _run(ds, UniformClips(8, stride=2, seed=1), cache_bytes=0, batch_size=4)
-    on, s_on, dry = _run(ds, UniformClips(8, stride=2, seed=1), cache_bytes=frames_budget * FRAME_BYTES, batch_size=4)
+    on, s_on, dry = _run(
+        ds, UniformClips(8, stride=2, seed=1), cache_bytes=frames_budget * FRAME_BYTES, batch_size=4, row_compression=row_compression
+    )
     _same(off, on)
     n_items = sum(max(0, m.num_frames - 14) for m in ds.videos)
     assert sum(len(b[0]) for b in on) == n_items
@@ -102,7 +105,9 @@ def test_clips_cache_on_equals_off(clip_videos, refs_of, frames_budget):
     assert s_off.cache_hits == 0 and s_on.cache_hits > 0
     assert s_on.frames_decoded < s_off.frames_decoded  # lower decode amplification
     assert s_on.decode_amplification < s_off.decode_amplification
-    assert s_on.peak_cache_bytes <= frames_budget * FRAME_BYTES and s_on.cache_bytes == 0
+    # compressed rows are planned from a probe: those larger than it are kept outside the budget, counted
+    assert s_on.peak_cache_bytes <= frames_budget * FRAME_BYTES or s_on.cache_overflow > 0
+    assert s_on.cache_bytes == 0
     # the dry run counts frame requests and predicts the hits exactly
     assert dry.requests == 8 * n_items
     assert round(dry.hit_rate * dry.requests) == s_on.cache_hits
@@ -123,11 +128,12 @@ def test_clips_across_segments(clip_videos, monkeypatch):
     assert s.peak_cache_bytes <= 30 * FRAME_BYTES
 
 
-def test_groups_cache_on_equals_off(scene_root, refs_of):
+@pytest.mark.parametrize("row_compression", ["none", "zstd"])
+def test_groups_cache_on_equals_off(scene_root, refs_of, row_compression):
     ds = SceneDataset(scene_root, cameras=CAMS, index=None, progress=False)
     paths = [m.path for m in ds.videos]
     off, s_off, _ = _run(ds, UniformGroups(frames=1, seed=3), cache_bytes=0, batch_size=3)
-    on, s_on, dry = _run(ds, UniformGroups(frames=1, seed=3), cache_bytes=60 * FRAME_BYTES, batch_size=3)
+    on, s_on, dry = _run(ds, UniformGroups(frames=1, seed=3), cache_bytes=60 * FRAME_BYTES, batch_size=3, row_compression=row_compression)
     _same(off, on)
     items = sum(len(b[0]) for b in on)
     assert items == UniformGroups(frames=1).num_samples(ds) > 0
@@ -137,7 +143,7 @@ def test_groups_cache_on_equals_off(scene_root, refs_of):
         assert torch.equal(video[:, :, 0] % 6, torch.arange(6).expand(video.shape[0], 6))
     assert s_off.cache_hits == 0 and s_on.cache_hits > 0
     assert s_on.frames_decoded < s_off.frames_decoded
-    assert s_on.peak_cache_bytes <= 60 * FRAME_BYTES
+    assert s_on.peak_cache_bytes <= 60 * FRAME_BYTES or s_on.cache_overflow > 0
     assert dry.requests == 6 * items and round(dry.hit_rate * dry.requests) == s_on.cache_hits
 
 
