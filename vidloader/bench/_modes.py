@@ -316,7 +316,6 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
     take tens of minutes on a small machine), get a steady-state stretch instead
     (:mod:`vidloader.bench._steady`). ``untimed(batch)`` runs outside the clock.
     ``loader_kwargs``: more VideoLoader options (``row_format``, ``crop``)."""
-    from ..decoding import row_bytes
     from ..loader import VideoLoader
     from ..sampling import UniformFrames
 
@@ -339,7 +338,7 @@ def lookahead_run(name: str, w: Workload, cfg: BenchConfig, *, transform=None, u
             from ._steady import steady_result
 
             return steady_result(name, w, loader, extra, untimed=untimed)
-        capacity = cfg.cache_bytes // (loader.row_probe.planned_bytes if loader.row_probe is not None else row_bytes(loader.row_format, (cfg.size, cfg.size)))
+        capacity = cfg.cache_bytes // loader.cache_row_bytes
         warm_batches = max(1, -(-min(capacity, dry.requests // 4) // cfg.batch_size))
         uss = [_uss()]
         images = 0

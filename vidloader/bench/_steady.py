@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..decoding import row_bytes
 from ..planning import LookaheadPlan, plan_lookahead
 from ._modes import first_requests
 
@@ -73,10 +72,9 @@ def epoch_plan(loader: Any) -> LookaheadPlan:
     sampler = loader.sampler.at_epoch(loader.sampler.epoch)
     ids = first_requests(sampler, loader.dataset, min(sampler.num_samples(loader.dataset), _SEGMENT))
     videos, frames = loader.dataset.locate(ids)
-    h, w = loader.size
     return plan_lookahead(
         videos, frames, loader.dataset.videos, window=loader.batch_size * loader.plan_batches,
-        capacity=loader.cache_bytes // row_bytes(loader.row_format, (h, w)), ahead=1 + -(-loader.prefetch // loader.plan_batches),
+        capacity=loader.cache_bytes // loader.cache_row_bytes, ahead=1 + -(-loader.prefetch // loader.plan_batches),
     )  # fmt: skip
 
 
@@ -119,7 +117,6 @@ def time_stretch(loader: Any, stretch: Stretch, *, untimed: Callable[[Any], None
     the stretch's images, seconds, counted frames decoded and delivered, and per window
     up to the stretch's end the counted frames decoded and the cache's fill in frames."""
     wb, first, last = stretch.window_batches, stretch.first_batch, stretch.first_batch + stretch.batches
-    h, w = loader.size
     decoded_at: list[int] = []
     cache_frames: list[int] = []
     images = 0
@@ -138,7 +135,7 @@ def time_stretch(loader: Any, stretch: Stretch, *, untimed: Callable[[Any], None
             t_s = time.perf_counter()
             st = loader.stats()
             decoded_at.append(st.frames_decoded)
-            cache_frames.append(st.cache_bytes // row_bytes(loader.row_format, (h, w)))
+            cache_frames.append(st.cache_bytes // loader.cache_row_bytes)
             if k + 1 == first:
                 st0 = st
             t0 += time.perf_counter() - t_s
@@ -193,7 +190,7 @@ def steady_result(name: str, w: Any, loader: Any, extra: dict, *, untimed: Calla
             "plan_matches_dry_run": abs(stretch.epoch_planned_amplification - extra["dry_run"]["amplification"]) < 1e-9,
             "min_occupancy_of_peak": stretch.min_occupancy,
             "window": plan.window,
-            "frame_bytes": row_bytes(loader.row_format, tuple(loader.size)),
+            "frame_bytes": loader.cache_row_bytes,
             "planned_decoded_per_window": plan.decoded.tolist(),
             "planned_occupancy_per_window": plan.occupancy.tolist(),
             **{k: v for k, v in t.items() if k.endswith("_per_window")},

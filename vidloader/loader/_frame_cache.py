@@ -78,9 +78,7 @@ class FrameCache:
             self.capacity = self._rows.shape[0]
         self._free: list[int] = []  # rows given back, reused last in, first out
         self._next = 0  # rows never used start here
-        # chunks (with a codec): free ones on a stack, lowest on top (pages touched in order)
-        self._chunks_free = np.arange(self._rows.shape[0] - 1, -1, -1, dtype=np.int64) if codec is not None else np.zeros(0, np.int64)
-        self._chunks_top = int(self._chunks_free.shape[0])
+        self._reset_chunks()
         self._local = threading.local()
         self._entries: dict[int, list] = {}  # key -> [row | chunks | array | bytes | VideoError, uses left]
         self._lock = threading.Lock()
@@ -206,9 +204,13 @@ class FrameCache:
             self._entries.clear()
             self._free.clear()
             self._next = 0
-            self._chunks_free = np.arange(self._rows.shape[0] - 1, -1, -1, dtype=np.int64) if self.codec is not None else self._chunks_free
-            self._chunks_top = int(self._chunks_free.shape[0])
+            self._reset_chunks()
             self.bytes = 0
+
+    def _reset_chunks(self) -> None:
+        """Every chunk free (with a codec): a stack, lowest on top, so pages are touched in order."""
+        self._chunks_free = np.arange(self._rows.shape[0] - 1, -1, -1, dtype=np.int64) if self.codec is not None else np.zeros(0, np.int64)
+        self._chunks_top = int(self._chunks_free.shape[0])
 
     def __len__(self) -> int:
         return len(self._entries)

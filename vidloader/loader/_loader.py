@@ -348,6 +348,12 @@ class VideoLoader:
         with self._recorder.lock:
             self._recorder.stats = LoaderStats()
 
+    @property
+    def cache_row_bytes(self) -> int:
+        """Bytes per held frame as the look-ahead plan counts them: the raw row of
+        ``row_format`` at ``size``, or with ``row_compression`` the probe's planned size."""
+        return self._shape.frame_bytes
+
     def plan_stats(self, epoch: int | None = None) -> LookaheadStats:
         """The look-ahead figures of this rank's whole epoch (default: the current one),
         from the index and the order alone, without decoding: frames decoded per request
