@@ -111,6 +111,11 @@ def make_video(
     return path
 
 
+def make_videos(folder: str | os.PathLike, specs=((60, 12), (73, 12), (45, 30))) -> list[str]:
+    """``v{i}.mp4`` in ``folder`` for each (frames, gop) of ``specs``: 2 B-frames, seed ``i``."""
+    return [make_video(os.path.join(folder, f"v{i}.mp4"), frames=n, gop=gop, bframes=2, seed=i) for i, (n, gop) in enumerate(specs)]
+
+
 def decode_all(path: str | os.PathLike, stream: int | None = None) -> tuple[list[np.ndarray], list[int]]:
     """Independent reference: full sequential decode of the best (or given) video stream,
     as rgb24 HWC arrays, with each frame's pts."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from media import make_video
+from media import make_videos
 from vidloader import UniformFrames, VideoDataset, VideoLoader
 from vidloader.loader import _row_codec
 from vidloader.loader._row_codec import RowCodec
@@ -21,13 +21,7 @@ RGB_BYTES = 3 * SIZE[0] * SIZE[1]
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    d = tmp_path_factory.mktemp("compressed_rows")
-    paths = []
-    for i, (n, gop) in enumerate([(60, 12), (73, 12), (45, 30)]):
-        p = str(d / f"v{i}.mp4")
-        make_video(p, frames=n, gop=gop, bframes=2, seed=i)
-        paths.append(p)
-    return paths
+    return make_videos(tmp_path_factory.mktemp("compressed_rows"))
 
 
 def _epoch(ds, *, cache_bytes, replacement=False, batch_size=16, seed=0, **kw):

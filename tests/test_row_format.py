@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from media import make_video
+from media import make_videos
 from vidloader import UniformFrames, VideoDataset, VideoLoader
 
 SIZE = (32, 48)
@@ -16,13 +16,7 @@ RGB_BYTES = 3 * SIZE[0] * SIZE[1]
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    d = tmp_path_factory.mktemp("rows")
-    paths = []
-    for i, (n, gop) in enumerate([(60, 12), (73, 12), (45, 30)]):
-        p = str(d / f"v{i}.mp4")
-        make_video(p, frames=n, gop=gop, bframes=2, seed=i)
-        paths.append(p)
-    return paths
+    return make_videos(tmp_path_factory.mktemp("rows"))
 
 
 def _epoch(ds, *, cache_bytes, replacement=False, size=SIZE, batch_size=16, seed=0, **kw):
